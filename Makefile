@@ -1,0 +1,69 @@
+# The course's verbs. Each one sets up what it needs (a virtual environment in .venv).
+#   make course    build and run every lab on the embedded offline dataset (results in build/)
+#   make test      run all tests (what CI runs)
+#   make release   build the student notebooks into grading/release/
+#   make grade     autograde grading/submitted/ and write grading/grades.csv
+#   make assets    pre-build every pre-trained model the labs hand out (GPU when present)
+#   make bench     run the benchmarks (prints ratios; record them in benchmarks/RESULTS.md)
+
+PYTHON ?= python3
+VENV   := .venv
+PEERS  := .venv-peers
+BIN    := $(CURDIR)/$(VENV)/bin
+STAMP  := $(VENV)/.env-stamp
+PEERS_STAMP := $(PEERS)/.env-stamp
+# nbgrader shells out to alembic: the environment's bin/ must be on PATH.
+export PATH := $(BIN):$(PATH)
+PROFILE ?= cpu
+DATASET ?= synthetic
+
+.PHONY: env peers course test test-fast release grade assets bench lint clean
+
+env: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install -q --upgrade pip
+	$(VENV)/bin/python -m pip install -q -e '.[dev]'
+	$(VENV)/bin/python -m pip check
+	touch $@
+
+# Peer libraries for tests and benchmarks live in their own environment, layered on the
+# course one: torchattacks pins an old `requests` that would break nbgrader's stack.
+peers: $(PEERS_STAMP)
+
+$(PEERS_STAMP): $(STAMP)
+	test -x $(PEERS)/bin/python || $(PYTHON) -m venv $(PEERS)
+	$(VENV)/bin/python -c "import site; print(site.getsitepackages()[0])" \
+	  > $$($(PEERS)/bin/python -c "import site; print(site.getsitepackages()[0])")/course-env.pth
+	$(PEERS)/bin/python -m pip install -q --no-deps torchattacks==3.5.1
+	touch $@
+
+course: env
+	$(BIN)/labsupport course --profile $(PROFILE) --dataset $(DATASET)
+
+test: env peers
+	$(BIN)/ruff check labsupport tests benchmarks notebooks
+	$(BIN)/python -m pytest -q -ra
+
+test-fast: env
+	$(BIN)/python -m pytest -q -m "not slow"
+
+release: env
+	$(BIN)/labsupport release
+
+grade: env
+	$(BIN)/labsupport grade
+
+assets: env
+	$(BIN)/labsupport assets build --all --dataset $(DATASET)
+
+bench: env peers
+	$(PEERS)/bin/python benchmarks/attacks.py
+
+lint: env
+	$(BIN)/ruff check labsupport tests benchmarks notebooks
+
+clean:
+	rm -rf build grading/source grading/release grading/autograded grading/feedback \
+	  grading/gradebook.db grading/grades.csv
