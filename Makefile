@@ -59,7 +59,7 @@ assets: env
 	$(BIN)/labsupport assets build --all --dataset $(DATASET)
 
 bench: env peers
-	$(PEERS)/bin/python benchmarks/attacks.py
+	for script in benchmarks/*.py; do echo "== $$script"; $(PEERS)/bin/python $$script || exit 1; done
 
 lint: env
 	$(BIN)/ruff check labsupport tests benchmarks notebooks
