@@ -44,7 +44,7 @@ course: env
 
 test: env peers
 	$(BIN)/ruff check labsupport tests benchmarks notebooks
-	$(BIN)/python -m pytest -q -ra
+	$(PEERS)/bin/python -m pytest -q -ra
 
 test-fast: env
 	$(BIN)/python -m pytest -q -m "not slow"
