@@ -7,16 +7,25 @@ the model's parameters, and returns adversarial images on ``x``'s device, in [0,
 
 from __future__ import annotations
 
+import copy
+import math
+import numbers
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from .runtime import eval_mode, model_device
 
 NORMS = ("linf", "l2")
 
 
-def _check_inputs(x: torch.Tensor, y: torch.Tensor, eps: float) -> None:
+# --------------------------------------------------------------------------------------
+# Input checks
+
+
+def _check_inputs(x: torch.Tensor, y: torch.Tensor, eps: float, batch_size: int) -> None:
     if not isinstance(x, torch.Tensor) or x.dim() != 4:
         raise ValueError(
             f"x must be a float tensor of images shaped (N, C, H, W); got "
@@ -25,16 +34,73 @@ def _check_inputs(x: torch.Tensor, y: torch.Tensor, eps: float) -> None:
     if not x.is_floating_point():
         raise ValueError(f"x must be floating point in [0, 1]; got dtype {x.dtype}. "
                          "Convert uint8 images with x.float() / 255.")
-    if x.numel() and (x.min() < 0 or x.max() > 1):
+    if x.numel() and not (x.min() >= 0 and x.max() <= 1):  # also catches NaN
         raise ValueError(
             f"x must lie in [0, 1] (got min {x.min().item():.3f}, max {x.max().item():.3f}); "
             "the course models normalise inside, so pass raw images."
         )
+    if not isinstance(y, torch.Tensor):
+        raise ValueError(f"y must be a tensor of integer labels; got {type(y).__name__}. "
+                         "Use torch.as_tensor(y).")
     if y.dim() != 1 or len(y) != len(x):
         raise ValueError(f"y must hold one label per image: x has {len(x)} images, "
                          f"y has shape {tuple(y.shape)}.")
-    if eps < 0:
-        raise ValueError(f"eps must be non-negative; got {eps}.")
+    if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+        raise ValueError(f"y must hold integer class indices; got dtype {y.dtype}. "
+                         "Use y.long() (not one-hot or probabilities).")
+    if not (isinstance(eps, numbers.Real) and math.isfinite(eps) and eps >= 0):
+        raise ValueError(f"eps must be a finite non-negative number; got {eps!r}. "
+                         "For L-inf attacks on [0, 1] images, 8/255 is usual.")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1; got {batch_size}.")
+
+
+def _check_labels(y: torch.Tensor, logits: torch.Tensor) -> None:
+    if len(y) and (y.min() < 0 or y.max() >= logits.shape[1]):
+        raise ValueError(f"Labels must lie in 0..{logits.shape[1] - 1} (the model has "
+                         f"{logits.shape[1]} outputs); got {y.min().item()}..{y.max().item()}.")
+
+
+# --------------------------------------------------------------------------------------
+# A faster, equivalent copy of the model to attack
+
+
+def _foldable(conv: nn.Module, bn: nn.Module) -> bool:
+    """A plain Conv2d followed by a plain, eval-mode BatchNorm2d with running statistics,
+    and no hooks or parametrizations that would change their weights at forward time."""
+    plain = type(conv) is nn.Conv2d and type(bn) is nn.BatchNorm2d
+    return (plain and not bn.training and bn.running_mean is not None
+            and not any(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks
+                        or hasattr(m, "parametrizations") for m in (conv, bn)))
+
+
+def fast_attack_model(model: nn.Module) -> nn.Module:
+    """An equivalent copy of an eval-mode ``model`` that computes input gradients faster.
+
+    Batch norms that directly follow a convolution inside an ``nn.Sequential`` are folded
+    into it, the copy uses the channels-last memory layout on CPU and CUDA, and its
+    parameters do not require gradients. The copy computes the same function up to float
+    rounding; the original model is not touched. A model that cannot be copied is
+    returned as is.
+    """
+    try:
+        fast = copy.deepcopy(model)
+    except Exception:  # a model holding something that cannot be copied
+        return model
+    for module in fast.modules():
+        if isinstance(module, nn.Sequential):
+            for i in range(len(module) - 1):
+                if _foldable(module[i], module[i + 1]):
+                    module[i] = fuse_conv_bn_eval(module[i], module[i + 1])
+                    module[i + 1] = nn.Identity()
+    fast.requires_grad_(False)
+    if model_device(fast).type in ("cpu", "cuda"):
+        fast = fast.to(memory_format=torch.channels_last)
+    return fast
+
+
+# --------------------------------------------------------------------------------------
+# Projected gradient descent
 
 
 def _flat_norm(t: torch.Tensor) -> torch.Tensor:
@@ -66,28 +132,39 @@ def _random_start(x: torch.Tensor, eps: float, norm: str,
 def _pgd_batch(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, alpha: float,
                steps: int, norm: str, random_start: bool, targeted: bool, early_stop: bool,
                generator: torch.Generator | None) -> torch.Tensor:
+    """PGD on one batch (already on the model's device). Returns the adversarial images."""
     delta = _random_start(x, eps, norm, generator) if random_start else torch.zeros_like(x)
     delta = (x + delta).clamp(0, 1) - x
     best = x + delta
     fooled = torch.zeros(len(x), dtype=torch.bool, device=x.device)
-    active = torch.arange(len(x), device=x.device)  # samples still being attacked
-    for _ in range(steps):
-        delta_a = delta[active].requires_grad_(True)
-        logits = model(x[active] + delta_a)
-        loss = F.cross_entropy(logits, y[active], reduction="sum")
-        (grad,) = torch.autograd.grad(loss, delta_a)
+    active: torch.Tensor | None = None  # indices still attacked (None: all of them)
+    for step in range(steps):
+        xa, ya, da = (x, y, delta) if active is None else (x[active], y[active], delta[active])
+        da = da.detach().requires_grad_(True)
+        logits = model(xa + da)
+        if step == 0:
+            _check_labels(ya, logits)
+        loss = F.cross_entropy(logits, ya, reduction="sum")
+        (grad,) = torch.autograd.grad(loss, da)
         with torch.no_grad():
             pred = logits.argmax(1)
-            success = pred == y[active] if targeted else pred != y[active]
+            success = pred == ya if targeted else pred != ya
             # Keep the latest iterate that fooled the model.
-            best[active[success]] = x[active[success]] + delta_a[success]
-            fooled[active[success]] = True
+            hit = success.nonzero().squeeze(1)
+            index = hit if active is None else active[hit]
+            best[index] = xa[hit] + da[hit]
+            fooled[index] = True
             direction = _ascent_direction(grad, norm)
-            step = -alpha * direction if targeted else alpha * direction
-            new = _project(delta_a + step, eps, norm)
-            delta[active] = (x[active] + new).clamp(0, 1) - x[active]
+            new = _project(da - alpha * direction if targeted else da + alpha * direction,
+                           eps, norm)
+            new = (xa + new).clamp_(0, 1) - xa
+            if active is None:
+                delta = new
+            else:
+                delta[active] = new
             if early_stop:
-                active = active[~success]
+                keep = ~success
+                active = keep.nonzero().squeeze(1) if active is None else active[keep]
                 if len(active) == 0:
                     break
     # Samples never fooled at an evaluated iterate carry their final iterate.
@@ -109,6 +186,7 @@ def pgd(
     early_stop: bool = False,
     batch_size: int = 512,
     seed: int | None = None,
+    optimize: bool = True,
 ) -> torch.Tensor:
     """Projected gradient descent (Madry et al., 2018) in the L-inf or L2 ball.
 
@@ -119,35 +197,49 @@ def pgd(
         eps: radius of the ball. alpha: step size (default ``2.5 * eps / steps``).
         steps: number of gradient steps. norm: ``"linf"`` or ``"l2"``.
         random_start: start from a uniform point in the ball (L2: random direction and radius).
+        targeted: descend the loss of the target labels ``y`` instead of ascending the
+            loss of the true labels.
         early_stop: stop attacking a sample once it is misclassified (targeted: once it hits
-            the target). Same success rate, less work; the returned example is then the first
-            successful iterate rather than the last.
+            the target). Same success rate, less work, when only the success rate is
+            needed; the returned example is then the first successful iterate.
+        batch_size: images attacked at once.
         seed: seeds the random start, for reproducible attacks.
+        optimize: attack an equivalent, faster copy of the model (batch norm folded into
+            the convolutions, channels-last layout; see :func:`fast_attack_model`).
 
     Returns the adversarial images. For each sample, the returned point is an iterate at
     which the attack succeeded if there was one, else the final iterate, so the attack is
     never weaker than returning the last iterate.
     """
-    _check_inputs(x, y, eps)
+    _check_inputs(x, y, eps, batch_size)
     if norm not in NORMS:
         raise ValueError(f"Unknown norm {norm!r}; choose 'linf' or 'l2'.")
-    if steps < 1:
-        raise ValueError(f"steps must be at least 1; got {steps}.")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be a positive integer; got {steps!r}.")
     alpha = 2.5 * eps / steps if alpha is None else alpha
+    if not (isinstance(alpha, numbers.Real) and math.isfinite(alpha) and alpha > 0):
+        raise ValueError(f"alpha (the step size) must be positive; got {alpha!r}.")
     device = model_device(model)
     generator = None
     if seed is not None:
         generator = torch.Generator(device=device).manual_seed(seed)
     out = torch.empty_like(x)
     with eval_mode(model):
+        attacked = fast_attack_model(model) if optimize else model
         for start in range(0, len(x), batch_size):
-            xb = x[start : start + batch_size].to(device).detach().float()
-            yb = y[start : start + batch_size].to(device)
-            adv = _pgd_batch(model, xb, yb, eps=eps, alpha=alpha, steps=steps, norm=norm,
+            xb = x[start : start + batch_size].detach().to(device, torch.float32)
+            yb = y[start : start + batch_size].to(device, torch.int64)
+            if optimize and device.type in ("cpu", "cuda"):
+                xb = xb.contiguous(memory_format=torch.channels_last)
+            adv = _pgd_batch(attacked, xb, yb, eps=eps, alpha=alpha, steps=steps, norm=norm,
                              random_start=random_start, targeted=targeted,
                              early_stop=early_stop, generator=generator)
             out[start : start + batch_size] = adv.to(x.device)
     return out
+
+
+# --------------------------------------------------------------------------------------
+# FGSM and success rate
 
 
 def fgsm(
@@ -159,9 +251,24 @@ def fgsm(
     targeted: bool = False,
     batch_size: int = 512,
 ) -> torch.Tensor:
-    """Fast gradient sign method (Goodfellow et al., 2015): one signed step of size eps."""
-    return pgd(model, x, y, eps=eps, alpha=eps, steps=1, norm="linf", random_start=False,
-               targeted=targeted, batch_size=batch_size)
+    """Fast gradient sign method (Goodfellow et al., 2015): one signed gradient step of
+    size ``eps``, ``clip(x + eps * sign(grad_x loss(x, y)), 0, 1)``; targeted: minus the
+    step, with ``y`` the target labels."""
+    _check_inputs(x, y, eps, batch_size)
+    device = model_device(model)
+    out = torch.empty_like(x)
+    with eval_mode(model):
+        for start in range(0, len(x), batch_size):
+            xb = x[start : start + batch_size].detach().to(device, torch.float32)
+            yb = y[start : start + batch_size].to(device, torch.int64)
+            xb.requires_grad_(True)
+            logits = model(xb)
+            _check_labels(yb, logits)
+            loss = F.cross_entropy(logits, yb, reduction="sum")
+            (grad,) = torch.autograd.grad(loss, xb)
+            sign = -grad.sign() if targeted else grad.sign()
+            out[start : start + batch_size] = (xb.detach() + eps * sign).clamp_(0, 1).to(x.device)
+    return out
 
 
 @torch.no_grad()
@@ -180,6 +287,11 @@ def success_rate(
     """
     from .train import predict
 
+    if len(x_adv) != len(y):
+        raise ValueError(f"x_adv and y disagree in length: {len(x_adv)} images, {len(y)} "
+                         "labels.")
+    if len(y) == 0:
+        raise ValueError("Cannot measure a success rate on no images.")
     pred = predict(model, x_adv, batch_size=batch_size)
     hits = pred == y.cpu() if targeted else pred != y.cpu()
     return hits.float().mean().item()

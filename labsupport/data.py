@@ -12,11 +12,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
 import pickle
-import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import synthetic
 from .models import atomic_write_bytes
-from .synthetic import SYNTHETIC_CLASSES, synthetic_dataset
 
 CIFAR4_CLASSES = ("airplane", "automobile", "ship", "truck")
 #: Indices of the four classes among CIFAR-10's ten labels.
@@ -34,13 +34,14 @@ CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CACHE_ENV = "LABSUPPORT_CACHE"
 KEYS = ("x_train", "y_train", "x_test", "y_test")
 DATASETS = ("auto", "cifar4", "synthetic")
+SYNTHETIC_CLASSES = synthetic.SYNTHETIC_CLASSES
 
 
 class DatasetError(RuntimeError):
     """The course dataset is missing, corrupt or malformed; the message says what to do."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class CourseData:
     """Train and test tensors (float32 NCHW in [0, 1], int64 labels) and the class names."""
 
@@ -53,6 +54,7 @@ class CourseData:
 
     @property
     def num_classes(self) -> int:
+        """How many classes there are."""
         return len(self.classes)
 
     def subset(self, n_train: int | None = None, n_test: int | None = None) -> CourseData:
@@ -72,6 +74,7 @@ def cache_dir() -> Path:
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Hex sha256 of a file, read in chunks."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
@@ -82,52 +85,63 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
 # --------------------------------------------------------------------------------------
 # Validation and conversion
 
+IMAGE_SHAPE = (3, 32, 32)  # channels, height, width of every course image
+
 
 def _to_tensors(arrays: dict[str, np.ndarray], source: str) -> tuple[torch.Tensor, ...]:
+    """Validate the seed layout and convert it to ``x_train, y_train, x_test, y_test``."""
     missing = [k for k in KEYS if k not in arrays]
     if missing:
         raise DatasetError(
             f"{source} lacks the arrays {missing}; a course dataset file holds "
             f"{', '.join(KEYS)}. Rebuild it with load_course_data('cifar4') or check the path."
         )
-    out = []
+    out: list[torch.Tensor] = []
     for split in ("train", "test"):
         x, y = np.asarray(arrays[f"x_{split}"]), np.asarray(arrays[f"y_{split}"])
-        out.extend(_images_to_tensor(x, f"{source}: x_{split}"))
+        images = _images_to_tensor(x, f"{source}: x_{split}")
         if y.ndim != 1 or len(y) != len(x):
             raise DatasetError(f"{source}: y_{split} must hold one label per image "
                                f"({len(x)}); got shape {y.shape}.")
         if not np.issubdtype(y.dtype, np.integer):
-            raise DatasetError(f"{source}: y_{split} must hold integer labels; got {y.dtype}.")
-        out.append(torch.from_numpy(y.astype(np.int64)))
+            raise DatasetError(f"{source}: y_{split} must hold integer labels; got {y.dtype}. "
+                               "Store class indices (0, 1, ...), not one-hot or float labels.")
+        out.extend([images, torch.from_numpy(y.astype(np.int64))])
     return tuple(out)
 
 
-def _images_to_tensor(x: np.ndarray, what: str) -> list[torch.Tensor]:
+def _images_to_tensor(x: np.ndarray, what: str) -> torch.Tensor:
+    """uint8 NHWC (N, 32, 32, 3) or float NCHW (N, 3, 32, 32) in [0, 1] -> float32 NCHW."""
+    layouts = "(N, 32, 32, 3) uint8 or (N, 3, 32, 32) float in [0, 1]"
     if x.ndim != 4:
-        raise DatasetError(f"{what} must be a 4-d image array (N, 32, 32, 3) uint8 or "
-                           f"(N, 3, 32, 32) float; got shape {x.shape}.")
+        raise DatasetError(f"{what} must be a 4-d image array {layouts}; got shape {x.shape}.")
     if x.dtype == np.uint8:
-        if x.shape[-1] != 3:
-            raise DatasetError(f"{what}: uint8 images must be NHWC with 3 channels; got "
-                               f"shape {x.shape}.")
-        return [torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))).float() / 255]
+        if x.shape[1:] != (32, 32, 3):
+            hint = " (it looks NCHW: transpose it to NHWC)" if x.shape[1:] == IMAGE_SHAPE else ""
+            raise DatasetError(f"{what}: uint8 images must be NHWC (N, 32, 32, 3); got shape "
+                               f"{x.shape}{hint}.")
+        return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))).float().div_(255)
     if np.issubdtype(x.dtype, np.floating):
-        if x.shape[1] != 3:
-            raise DatasetError(f"{what}: float images must be NCHW with 3 channels; got "
-                               f"shape {x.shape}.")
+        if x.shape[1:] != IMAGE_SHAPE:
+            hint = " (it looks NHWC: transpose it to NCHW)" if x.shape[1:] == (32, 32, 3) else ""
+            raise DatasetError(f"{what}: float images must be NCHW (N, 3, 32, 32); got shape "
+                               f"{x.shape}{hint}.")
+        if x.size and not np.isfinite(x).all():
+            raise DatasetError(f"{what}: float images hold NaN or infinite values.")
         if x.size and (x.min() < 0 or x.max() > 1):
             raise DatasetError(f"{what}: float images must lie in [0, 1]; got values in "
                                f"[{x.min():.3g}, {x.max():.3g}]. Divide uint8 pixels by 255.")
-        return [torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))]
-    raise DatasetError(f"{what}: images must be uint8 or float; got dtype {x.dtype}.")
+        return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    raise DatasetError(f"{what}: images must be {layouts}; got dtype {x.dtype}.")
 
 
-def _read_npz(path: Path) -> dict[str, np.ndarray]:
+def _read_npz(path: Path, data: bytes | None = None) -> dict[str, np.ndarray]:
+    """The arrays of an npz file (or of its bytes, when already read)."""
     try:
-        with np.load(path, allow_pickle=False) as archive:
+        source = io.BytesIO(data) if data is not None else path
+        with np.load(source, allow_pickle=False) as archive:
             return {k: archive[k] for k in archive.files}
-    except Exception as error:  # truncated zip, bad CRC, not a zip at all
+    except Exception as error:  # truncated zip, bad CRC, not a zip at all, pickled objects
         raise DatasetError(
             f"{path} is not a readable .npz file ({type(error).__name__}: {error}); it may be "
             "truncated or corrupt. Delete it and build it again (load_course_data('cifar4') "
@@ -137,53 +151,28 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
 
 def load_npz(path: str | os.PathLike[str], *, classes: tuple[str, ...] = CIFAR4_CLASSES,
              expected_sha256: str | None = None) -> CourseData:
-    """Load and validate a ``dataset-full.npz`` (optionally checking its sha256)."""
+    """Load and validate a ``dataset-full.npz`` (optionally checking its sha256).
+
+    Raises :class:`DatasetError` saying what is wrong for a missing, corrupt, truncated or
+    malformed file (missing arrays, wrong shape, dtype or range, labels out of range).
+    """
     path = Path(path).expanduser()
     if not path.is_file():
         raise DatasetError(f"No dataset file at {path}. Give the path to a dataset-full.npz, "
                            "or use dataset='synthetic' to work offline.")
+    data = path.read_bytes()
     if expected_sha256 is not None:
-        digest = sha256_file(path)
+        digest = hashlib.sha256(data).hexdigest()
         if digest != expected_sha256:
             raise DatasetError(f"{path}: sha256 {digest[:12]}… does not match the recorded "
                                f"{expected_sha256[:12]}…; the cache is corrupt. Delete it and "
                                "build it again.")
-    x_train, y_train, x_test, y_test = _to_tensors(_read_npz(path), str(path))
+    x_train, y_train, x_test, y_test = _to_tensors(_read_npz(path, data), str(path))
     labels = torch.cat([y_train, y_test])
     if len(labels) and (labels.min() < 0 or labels.max() >= len(classes)):
         raise DatasetError(f"{path}: labels must lie in 0..{len(classes) - 1} "
                            f"({', '.join(classes)}); got {labels.min()}..{labels.max()}.")
-    return CourseData(x_train, y_train, x_test, y_test, classes, str(path))
-
-
-# --------------------------------------------------------------------------------------
-# CIFAR-10 → cifar4
-
-
-def _read_cifar_batches(root: Path, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    xs, ys = [], []
-    for name in names:
-        with open(root / "cifar-10-batches-py" / name, "rb") as handle:
-            batch = pickle.load(handle, encoding="latin1")
-        xs.append(np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
-        ys.append(np.asarray(batch["labels"], dtype=np.int64))
-    return np.concatenate(xs), np.concatenate(ys)
-
-
-def cifar4_from_archive(root: str | os.PathLike[str]) -> dict[str, np.ndarray]:
-    """The four-class subset, in the seed layout (uint8 NHWC, labels 0..3), from an extracted
-    official CIFAR-10 python archive under ``root`` (as torchvision downloads it)."""
-    root = Path(root)
-    splits = {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]}
-    out: dict[str, np.ndarray] = {}
-    remap = np.full(10, -1, dtype=np.int64)
-    remap[list(CIFAR10_INDICES)] = np.arange(len(CIFAR10_INDICES))
-    for split, names in splits.items():
-        x, y = _read_cifar_batches(root, names)
-        keep = remap[y] >= 0
-        out[f"x_{split}"] = np.ascontiguousarray(x[keep].transpose(0, 2, 3, 1))
-        out[f"y_{split}"] = remap[y[keep]]
-    return out
+    return CourseData(x_train, y_train, x_test, y_test, tuple(classes), str(path))
 
 
 def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
@@ -192,31 +181,117 @@ def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
     return buffer.getvalue()
 
 
+def write_verified_npz(path: str | os.PathLike[str], arrays: dict[str, np.ndarray]) -> str:
+    """Write ``arrays`` to ``path`` atomically, with its sha256 in a ``.sha256`` file beside
+    it; return the digest."""
+    path = Path(path)
+    data = _npz_bytes(arrays)
+    digest = hashlib.sha256(data).hexdigest()
+    atomic_write_bytes(path, data)
+    atomic_write_bytes(path.with_suffix(".sha256"), digest.encode())
+    return digest
+
+
+def read_verified_npz(path: str | os.PathLike[str]) -> dict[str, np.ndarray] | None:
+    """The arrays of an npz written by :func:`write_verified_npz`; ``None`` when the file or
+    its checksum is missing, or the file does not match its checksum or cannot be read."""
+    path = Path(path)
+    try:
+        expected = path.with_suffix(".sha256").read_text().strip()
+        data = path.read_bytes()
+    except OSError:
+        return None
+    if hashlib.sha256(data).hexdigest() != expected:
+        return None
+    try:
+        return _read_npz(path, data)
+    except DatasetError:
+        return None
+
+
+# --------------------------------------------------------------------------------------
+# CIFAR-10 → cifar4
+
+
+def _cifar4_subset(images: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Keep CIFAR-10's airplane, automobile, ship and truck, relabelled 0..3 (NHWC uint8)."""
+    labels = np.asarray(labels, dtype=np.int64)
+    remap = np.full(10, -1, dtype=np.int64)
+    remap[list(CIFAR10_INDICES)] = np.arange(len(CIFAR10_INDICES))
+    keep = remap[labels] >= 0
+    return np.ascontiguousarray(images[keep], dtype=np.uint8), remap[labels[keep]]
+
+
+def cifar4_from_archive(root: str | os.PathLike[str]) -> dict[str, np.ndarray]:
+    """The four-class subset, in the seed layout (uint8 NHWC, labels 0..3), read directly
+    from an extracted official CIFAR-10 python archive under ``root`` (the folder holding
+    ``cifar-10-batches-py``), without torchvision's md5 checks."""
+    batches = Path(root) / "cifar-10-batches-py"
+    splits = {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]}
+    out: dict[str, np.ndarray] = {}
+    for split, names in splits.items():
+        xs, ys = [], []
+        for name in names:
+            try:
+                with open(batches / name, "rb") as handle:
+                    batch = pickle.load(handle, encoding="latin1")
+                xs.append(np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+                ys.append(np.asarray(batch["labels"], dtype=np.int64))
+            except (OSError, pickle.UnpicklingError, KeyError, ValueError, EOFError) as error:
+                raise DatasetError(f"{batches / name} is not a CIFAR-10 python batch "
+                                   f"({type(error).__name__}: {error}).") from error
+        x = np.concatenate(xs).transpose(0, 2, 3, 1)
+        out[f"x_{split}"], out[f"y_{split}"] = _cifar4_subset(x, np.concatenate(ys))
+    return out
+
+
 def cifar4_path(root: str | os.PathLike[str] | None = None) -> Path:
-    return Path(root or cache_dir()) / "cifar4" / "dataset-full.npz"
+    """Where the cifar4 ``dataset-full.npz`` cache lives (its sha256 beside it)."""
+    return Path(root or cache_dir()).expanduser() / "cifar4" / "dataset-full.npz"
+
+
+def _raw_dir(root: str | os.PathLike[str] | None) -> Path:
+    return cifar4_path(root).parent / "raw"
+
+
+def _offline_help(raw: Path) -> str:
+    return (f"Without a network, download the official cifar-10-python.tar.gz ({CIFAR10_URL}) "
+            f"elsewhere and copy it into {raw}/ , or pass the path of an existing "
+            "dataset-full.npz as the dataset, or use dataset='synthetic' to work offline.")
 
 
 def build_cifar4(root: str | os.PathLike[str] | None = None, *, download: bool = True) -> Path:
-    """Build the cached ``dataset-full.npz`` from CIFAR-10 (downloading it through torchvision
-    if needed), write it atomically with its sha256 beside it, and return its path."""
+    """Build the cached ``dataset-full.npz`` from CIFAR-10 and return its path.
+
+    CIFAR-10 is read through torchvision (which verifies the md5 of the archive and of
+    every batch), downloading it into ``<root>/cifar4/raw`` when ``download`` is true. An
+    official ``cifar-10-python.tar.gz`` already copied there is used without the network.
+    The file is written atomically with its sha256 beside it.
+    """
     target = cifar4_path(root)
-    raw = target.parent / "raw"
+    raw = _raw_dir(root)
     try:
         from torchvision.datasets import CIFAR10
+        from torchvision.datasets.utils import check_integrity
 
-        CIFAR10(str(raw), train=True, download=download)  # verifies the archive's md5
-        CIFAR10(str(raw), train=False, download=download)
-    except (OSError, RuntimeError) as error:  # URLError is an OSError
+        raw.mkdir(parents=True, exist_ok=True)
+        # An archive copied in by hand is extracted (and verified) by the download code
+        # path, which only touches the network when the archive is missing or corrupt.
+        have_archive = check_integrity(str(raw / CIFAR10.filename), CIFAR10.tgz_md5)
+        fetch = download or have_archive
+        with contextlib.redirect_stdout(io.StringIO()):  # torchvision prints its progress
+            train = CIFAR10(str(raw), train=True, download=fetch)
+            test = CIFAR10(str(raw), train=False, download=False)
+    except Exception as error:  # URLError is an OSError; bad archives raise RuntimeError
+        what = "download or read" if download else "read (download=False)"
         raise DatasetError(
-            f"Could not get CIFAR-10 ({type(error).__name__}: {error}). Without a network, "
-            f"copy the official cifar-10-python.tar.gz ({CIFAR10_URL}) into {raw} , or pass "
-            "the path of an existing dataset-full.npz, or use dataset='synthetic' to work "
-            "offline."
+            f"Could not {what} CIFAR-10 in {raw} ({type(error).__name__}: {error}). "
+            + _offline_help(raw)
         ) from error
-    data = _npz_bytes(cifar4_from_archive(raw))
-    atomic_write_bytes(target, data)
-    atomic_write_bytes(target.with_suffix(".sha256"),
-                       hashlib.sha256(data).hexdigest().encode())
+    arrays: dict[str, np.ndarray] = {}
+    for split, ds in (("train", train), ("test", test)):
+        arrays[f"x_{split}"], arrays[f"y_{split}"] = _cifar4_subset(ds.data, ds.targets)
+    write_verified_npz(target, arrays)
     return target
 
 
@@ -232,24 +307,31 @@ def load_cifar4(root: str | os.PathLike[str] | None = None, *,
                 download: bool = True) -> CourseData:
     """The cifar4 dataset from the verified cache, building it (and downloading) if needed.
 
-    A cache whose checksum fails is rebuilt from the raw archive."""
+    A cache that is unreadable or fails its checksum is rebuilt (with a notice)."""
     try:
         cached = _cached_cifar4(root)
     except DatasetError as error:
-        warnings.warn(f"{error} Rebuilding it.", stacklevel=2)
+        _notice(f"{error} Rebuilding it.")
         cached = None
-    if cached is not None:
-        return _named(cached, "cifar4")
-    path = build_cifar4(root, download=download)
-    return _named(_cached_cifar4(root) or load_npz(path), "cifar4")
+    if cached is None:
+        build_cifar4(root, download=download)
+        cached = _cached_cifar4(root)
+        if cached is None:  # pragma: no cover - build_cifar4 always writes both files
+            raise DatasetError(f"Building {cifar4_path(root)} left no verified cache.")
+    return _named(cached, "cifar4")
 
 
 def _named(data: CourseData, name: str) -> CourseData:
     return CourseData(data.x_train, data.y_train, data.x_test, data.y_test, data.classes, name)
 
 
+def _notice(message: str) -> None:
+    """Tell the user something once, on stdout (test cells must keep stderr empty)."""
+    print(f"[labsupport] {message}")
+
+
 def _archive_available(root: str | os.PathLike[str] | None) -> bool:
-    raw = cifar4_path(root).parent / "raw"
+    raw = _raw_dir(root)
     return (raw / "cifar-10-batches-py").is_dir() or (raw / "cifar-10-python.tar.gz").is_file()
 
 
@@ -265,14 +347,45 @@ def _online(host: str = "www.cs.toronto.edu", timeout: float = 3.0) -> bool:
 
 
 # --------------------------------------------------------------------------------------
-# Entry point
+# The synthetic dataset, cached
+
+
+def synthetic_cache_path(seed: int = 0) -> Path:
+    """Where the generated synthetic dataset for ``seed`` is cached. The name carries a
+    fingerprint of the generator's source, so editing the generator invalidates it."""
+    source = Path(synthetic.__file__).read_bytes()
+    fingerprint = hashlib.sha256(source + np.__version__.encode()).hexdigest()[:12]
+    return cache_dir() / "synthetic" / f"synthetic-seed{seed}-{fingerprint}.npz"
 
 
 @lru_cache(maxsize=2)
-def _synthetic(seed: int) -> CourseData:
-    arrays = synthetic_dataset(seed=seed)
-    x_train, y_train, x_test, y_test = _to_tensors(arrays, "synthetic")
-    return CourseData(x_train, y_train, x_test, y_test, SYNTHETIC_CLASSES, "synthetic")
+def _synthetic_arrays(seed: int) -> dict[str, np.ndarray]:
+    """The synthetic dataset in the seed layout, from the verified cache when possible
+    (regenerated, and the cache rewritten, when it is missing, stale or corrupt)."""
+    path = synthetic_cache_path(seed)
+    arrays = read_verified_npz(path)
+    if arrays is not None and all(k in arrays for k in KEYS):
+        return arrays
+    arrays = synthetic.synthetic_dataset(seed=seed)
+    with contextlib.suppress(OSError):  # a read-only cache only costs speed
+        write_verified_npz(path, arrays)
+    return arrays
+
+
+def load_synthetic(seed: int = 0) -> CourseData:
+    """The embedded synthetic dataset (generated once, then cached under :func:`cache_dir`).
+
+    Every call returns fresh tensors, so changing them in place (poisoning, say) does not
+    leak into the next call."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise DatasetError(f"The synthetic dataset's seed must be a non-negative integer; "
+                           f"got {seed!r}.")
+    tensors = _to_tensors(_synthetic_arrays(int(seed)), "synthetic")
+    return CourseData(*tensors, classes=synthetic.SYNTHETIC_CLASSES, name="synthetic")
+
+
+# --------------------------------------------------------------------------------------
+# Entry point
 
 
 def load_course_data(dataset: str | os.PathLike[str] = "auto", *,
@@ -287,22 +400,30 @@ def load_course_data(dataset: str | os.PathLike[str] = "auto", *,
         download: allow downloading CIFAR-10 when it is not cached.
 
     Returns a :class:`CourseData` (float32 NCHW images in [0, 1], int64 labels).
+    Raises :class:`DatasetError` with what to do when the dataset cannot be had.
     """
+    if not isinstance(dataset, (str, os.PathLike)):
+        raise DatasetError(f"dataset must be a name or a path; got {type(dataset).__name__}. "
+                           "Use 'auto', 'cifar4', 'synthetic' or a path to a dataset-full.npz.")
     name = os.fspath(dataset)
-    if name == "synthetic":
-        return _synthetic(seed)
-    if name == "cifar4":
+    key = name.strip().lower()
+    if key == "synthetic":
+        return load_synthetic(seed)
+    if key == "cifar4":
         return load_cifar4(root, download=download)
-    if name == "auto":
-        if cifar4_path(root).is_file() or _archive_available(root):
-            return load_cifar4(root, download=False)
-        if download and _online():
+    if key == "auto":
+        usable = cifar4_path(root).is_file() or _archive_available(root)
+        if usable or (download and _online()):
             try:
-                return load_cifar4(root, download=True)
+                return load_cifar4(root, download=download)
             except DatasetError as error:
-                print(f"[labsupport] CIFAR-10 is not available ({str(error).split('.')[0]}); "
-                      "using the embedded synthetic dataset instead.")
-        return _synthetic(seed)
+                reason = str(error).split(". ")[0]
+                _notice(f"CIFAR-10 is not available ({reason}); using the embedded synthetic "
+                        "dataset instead.")
+        else:
+            _notice("CIFAR-10 is neither cached nor downloadable (offline); using the "
+                    "embedded synthetic dataset.")
+        return load_synthetic(seed)
     if name.endswith(".npz") or os.sep in name or Path(name).exists():
         return load_npz(name)
     raise DatasetError(f"Unknown dataset {name!r}: use 'auto', 'cifar4', 'synthetic', or the "

@@ -8,7 +8,7 @@ import os
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
@@ -38,6 +38,21 @@ def conv_block(in_channels: int, out_channels: int) -> nn.Sequential:
         nn.ReLU(inplace=False),
         nn.MaxPool2d(2),
     )
+
+
+def _check_batch(x: torch.Tensor) -> None:
+    if x.dim() != 4 or x.shape[1] != 3:
+        raise ValueError(
+            f"SimpleCNN expects a batch of RGB images shaped (N, 3, 32, 32); got "
+            f"{tuple(x.shape)}. Add a batch dimension with x.unsqueeze(0) or convert "
+            "NHWC to NCHW with x.permute(0, 3, 1, 2)."
+        )
+    if x.shape[2:] != (32, 32):
+        raise ValueError(f"SimpleCNN takes 32x32 images; got {tuple(x.shape[2:])}. Resize "
+                         "them (torch.nn.functional.interpolate) first.")
+    if not x.is_floating_point():
+        raise ValueError(f"SimpleCNN takes float images in [0, 1]; got {x.dtype} (use "
+                         "x.float() / 255).")
 
 
 class SimpleCNN(nn.Module):
@@ -90,23 +105,31 @@ class SimpleCNN(nn.Module):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Activations of the last conv block (after its ReLU, before pooling)."""
+        _check_batch(x)
         x = self.conv2(self.conv1(self.normalize(x)))
         block = self.last_conv
         return block[2](block[1](block[0](x)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 4 or x.shape[1] != 3:
-            raise ValueError(
-                f"SimpleCNN expects a batch of RGB images shaped (N, 3, H, W); got "
-                f"{tuple(x.shape)}. Add a batch dimension with x.unsqueeze(0) or convert "
-                "NHWC to NCHW with x.permute(0, 3, 1, 2)."
-            )
+        """Logits (N, num_classes) of a batch of [0, 1] images (N, 3, 32, 32)."""
+        _check_batch(x)
         x = self.normalize(x)
         x = self.conv3(self.conv2(self.conv1(x)))
         return self.classifier(x)
 
 
 ARCHITECTURES: dict[str, type[nn.Module]] = {"SimpleCNN": SimpleCNN}
+
+M = TypeVar("M", bound=type[nn.Module])
+
+
+def register_architecture(cls: M) -> M:
+    """Class decorator: let :func:`save_model` / :func:`load_model` handle ``cls``.
+
+    The class must take its saved ``config`` (the ``config`` attribute, a dict of plain
+    values) as keyword arguments."""
+    ARCHITECTURES[cls.__name__] = cls
+    return cls
 
 
 def build_model(architecture: str = "SimpleCNN", **config: Any) -> nn.Module:
@@ -133,6 +156,10 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        # mkstemp creates the file 0600; give it the usual permissions (umask applied).
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
@@ -155,14 +182,22 @@ def save_model(
 
     Returns the metadata that was written.
     """
+    architecture = type(model).__name__
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"save_model saves registered architectures ({sorted(ARCHITECTURES)});"
+                         f" got a {architecture}, which load_model could not rebuild. Decorate "
+                         "its class with @labsupport.models.register_architecture.")
+    reserved = {"architecture", "config", "dataset", "seed", "sha256"} & set(extra)
+    if reserved:
+        raise ValueError(f"Metadata keys {sorted(reserved)} are set by save_model itself.")
     weights = _state_bytes(model)
     meta = {
-        "architecture": type(model).__name__,
+        **extra,
+        "architecture": architecture,
         "config": getattr(model, "config", {}),
         "dataset": dataset,
         "seed": seed,
         "sha256": hashlib.sha256(weights).hexdigest(),
-        **extra,
     }
     buffer = io.BytesIO()
     torch.save({"meta": meta, "weights": weights}, buffer)
@@ -182,15 +217,18 @@ def load_model(
     Returns ``(model, metadata)``; the model is in eval mode on ``map_location``.
     """
     path = Path(path)
-    if not path.exists():
+    if not path.is_file():
         raise FileNotFoundError(f"No saved model at {path}.")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
         meta, weights = payload["meta"], payload["weights"]
+        if not isinstance(meta, dict) or not isinstance(weights, bytes):
+            raise TypeError("expected a dict of metadata and the weights' bytes")
     except Exception as error:  # truncated zip, pickle error, missing keys
         raise CorruptModelFile(
-            f"{path} is not a readable labsupport model file ({error}). Delete it and "
-            "rebuild it (for course assets: `labsupport assets build`)."
+            f"{path} is not a readable labsupport model file ({type(error).__name__}: "
+            f"{error}). Delete it and rebuild it (for course assets: `labsupport assets "
+            "build`)."
         ) from error
     digest = hashlib.sha256(weights).hexdigest()
     if digest != meta.get("sha256"):
@@ -198,8 +236,15 @@ def load_model(
             f"{path}: the weights' sha256 {digest[:12]}… does not match the recorded "
             f"{str(meta.get('sha256'))[:12]}…; the file is corrupt. Delete it and rebuild it."
         )
-    model = build_model(meta["architecture"], **meta.get("config", {}))
-    state = torch.load(io.BytesIO(weights), map_location="cpu", weights_only=True)
-    model.load_state_dict(state)
+    try:
+        model = build_model(meta["architecture"], **meta.get("config", {}))
+        state = torch.load(io.BytesIO(weights), map_location="cpu", weights_only=True)
+        model.load_state_dict(state)
+    except Exception as error:  # unknown architecture, config or weights that do not fit
+        raise CorruptModelFile(
+            f"{path}: the saved weights do not fit a {meta.get('architecture')!r} with "
+            f"config {meta.get('config')} ({type(error).__name__}: {error}). Rebuild the file "
+            "with this version of labsupport."
+        ) from error
     model.to(map_location).eval()
     return model, meta

@@ -16,22 +16,48 @@ DEVICE_ENV = "LABSUPPORT_DEVICE"
 PROFILES = ("smoke", "cpu", "full")
 
 
-def get_device(prefer: str | None = None) -> torch.device:
+class DeviceError(RuntimeError):
+    """The requested device is unknown or not available; the message says what to do."""
+
+
+def get_device(prefer: str | torch.device | None = None) -> torch.device:
     """The device the labs compute on: CUDA, then Apple MPS, then the CPU.
 
-    ``prefer`` (or the ``LABSUPPORT_DEVICE`` environment variable) overrides the choice,
-    e.g. ``"cpu"`` to test a laptop run on a GPU machine.
+    ``prefer`` (or else the ``LABSUPPORT_DEVICE`` environment variable) overrides the
+    choice, e.g. ``"cpu"`` to test a laptop run on a GPU machine; ``"auto"`` (or an empty
+    value) means no override. An override that names an unknown or unavailable device
+    raises :class:`DeviceError` instead of silently falling back.
     """
-    choice = prefer or os.environ.get(DEVICE_ENV)
-    if choice:
-        device = torch.device(choice)
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise RuntimeError(
-                f"{DEVICE_ENV}={choice!r} asks for CUDA, but no CUDA GPU is visible. "
-                "Unset it or set it to 'cpu'."
-            )
-        if device.type == "mps" and not _mps_available():
-            raise RuntimeError(f"{DEVICE_ENV}={choice!r} asks for MPS, which is not available.")
+    from_env = prefer is None
+    choice = os.environ.get(DEVICE_ENV, "") if from_env else prefer
+    where = f"{DEVICE_ENV}={choice!r}" if from_env else f"get_device({choice!r})"
+    if isinstance(choice, str):
+        choice = choice.strip()
+    if choice and choice != "auto":
+        try:
+            device = torch.device(choice)
+        except (RuntimeError, TypeError, ValueError) as error:
+            raise DeviceError(
+                f"{where} is not a device name ({error}). Use 'cpu', 'cuda', 'cuda:0', "
+                f"'mps' or 'auto'."
+            ) from None
+        if device.type == "cuda":
+            if not torch.cuda.is_available():
+                raise DeviceError(
+                    f"{where} asks for CUDA, but no CUDA GPU is visible. Unset it or set it "
+                    "to 'cpu' (or 'auto')."
+                )
+            if device.index is not None and device.index >= torch.cuda.device_count():
+                raise DeviceError(
+                    f"{where} asks for GPU {device.index}, but only "
+                    f"{torch.cuda.device_count()} are visible. Use 'cuda:0'."
+                )
+        elif device.type == "mps" and not _mps_available():
+            raise DeviceError(f"{where} asks for Apple MPS, which is not available here. "
+                              "Unset it or set it to 'cpu'.")
+        elif device.type not in ("cpu", "cuda", "mps"):
+            raise DeviceError(f"{where}: the labs run on 'cpu', 'cuda' or 'mps', not "
+                              f"{device.type!r}.")
         return device
     if torch.cuda.is_available():
         return torch.device("cuda")
@@ -47,6 +73,9 @@ def _mps_available() -> bool:
 
 def seed_everything(seed: int) -> torch.Generator:
     """Seed Python, NumPy and PyTorch (all devices); return a CPU generator seeded alike."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer; got {seed!r}.")
+    seed = int(seed)
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)

@@ -73,8 +73,13 @@ def fit(
     """Run ``step`` over every batch of ``loader`` for ``epochs`` epochs.
 
     The model is put in train mode; batches are moved to the model's device. After each
-    epoch the model is evaluated on ``eval_data`` (if given). Returns a :class:`History`.
+    epoch the model is evaluated on ``eval_data`` (if given) and ``on_epoch_end(epoch,
+    history)`` is called. The model is left in eval mode. Returns a :class:`History`.
     """
+    if epochs < 0:
+        raise ValueError(f"epochs must be non-negative; got {epochs}.")
+    if len(loader) == 0:
+        raise ValueError("The loader yields no batches: is the training set empty?")
     device = model_device(model)
     history = History()
     for epoch in range(epochs):
@@ -114,7 +119,9 @@ def sgd_step(optimizer: torch.optim.Optimizer,
 
 @torch.no_grad()
 def predict(model: nn.Module, x: torch.Tensor, *, batch_size: int = 512) -> torch.Tensor:
-    """Predicted labels for ``x`` (computed in batches on the model's device, returned on CPU)."""
+    """Predicted labels for ``x`` (computed in batches on the model's device, returned on CPU).
+
+    The model is evaluated in eval mode; its previous mode is restored."""
     device = model_device(model)
     out = []
     with eval_mode(model):
@@ -158,7 +165,8 @@ def train_standard(
     """
     loader = make_loader(x, y, batch_size=batch_size, shuffle=True, seed=seed)
     optimizer = torch.optim.SGD(
-        model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=True
+        model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay,
+        nesterov=momentum > 0,
     )
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=lr, total_steps=max(1, epochs * len(loader)), pct_start=0.25
