@@ -1,0 +1,71 @@
+"""Shared fixtures: private caches, the synthetic dataset, and models trained once a session.
+
+The trained models (``standard_model``) are session-scoped so the slow attack-strength
+test and the science tests of the synthetic dataset share them. Their training sizes are
+the smallest that pass the science tests with margin (see ``tests/test_synthetic_science.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import torch
+
+from labsupport import data as data_module
+from labsupport.data import CourseData, load_course_data
+from labsupport.models import SimpleCNN
+from labsupport.runtime import seed_everything
+from labsupport.train import evaluate, train_standard
+
+#: The `cpu`-sized budget of the science tests: training images, epochs, test images.
+SCIENCE_TRAIN = 4000
+SCIENCE_EPOCHS = 4
+SCIENCE_TEST = 1000
+
+
+@pytest.fixture()
+def tmp_cache(tmp_path, monkeypatch) -> Iterator:
+    """A private, empty LABSUPPORT_CACHE (and no in-process synthetic cache) for one test."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv(data_module.CACHE_ENV, str(cache))
+    data_module._synthetic_arrays.cache_clear()
+    yield cache
+    data_module._synthetic_arrays.cache_clear()
+
+
+@pytest.fixture()
+def quiet(monkeypatch) -> None:
+    """No progress bars (as the autograder would have it), and not under the autograder."""
+    monkeypatch.setenv("LABSUPPORT_PROGRESS", "0")
+    monkeypatch.delenv("NBGRADER_EXECUTION", raising=False)
+
+
+@pytest.fixture(scope="session")
+def synthetic() -> CourseData:
+    """The full synthetic dataset (from the user's cache; generated on the first run)."""
+    return load_course_data("synthetic")
+
+
+def _train_standard(data: CourseData, seed: int = 0) -> torch.nn.Module:
+    seed_everything(seed)
+    model = SimpleCNN(num_classes=data.num_classes)
+    train_standard(model, data.x_train[:SCIENCE_TRAIN], data.y_train[:SCIENCE_TRAIN],
+                   epochs=SCIENCE_EPOCHS, seed=seed, desc="standard")
+    return model.eval()
+
+
+@pytest.fixture(scope="session")
+def standard_model(synthetic) -> torch.nn.Module:
+    """SimpleCNN trained normally on the synthetic dataset at the `cpu`-sized budget."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LABSUPPORT_PROGRESS", "0")
+        model = _train_standard(synthetic)
+    return model
+
+
+@pytest.fixture(scope="session")
+def standard_accuracy(standard_model, synthetic) -> float:
+    """Clean test accuracy of ``standard_model`` on the science test images."""
+    return evaluate(standard_model, synthetic.x_test[:SCIENCE_TEST],
+                    synthetic.y_test[:SCIENCE_TEST])
