@@ -1,0 +1,234 @@
+"""Fixtures for Lab 2's test cells (randomized smoothing, denoised smoothing).
+
+Stub base classifiers whose class probabilities are known and that record every query, so a
+test can recover exactly which noisy samples a smoothed classifier drew and what they voted;
+a probe that records the noisy inputs (to check the noise's distribution); and a tiny
+classifier and denoiser for the denoised-smoothing objectives. Everything is tiny, seeded,
+and silent.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from scipy.stats import beta, binomtest, norm
+from torch import nn
+
+IMAGE_SHAPE = (3, 16, 16)
+
+
+def tiny_image(seed: int = 0, shape: tuple[int, int, int] = IMAGE_SHAPE) -> torch.Tensor:
+    """One image (C, H, W) with pixels in [0, 1]."""
+    return torch.rand(shape, generator=torch.Generator().manual_seed(seed))
+
+
+def tiny_batch(n: int = 32, seed: int = 0,
+               shape: tuple[int, int, int] = IMAGE_SHAPE) -> torch.Tensor:
+    """``n`` images (N, C, H, W) with pixels in [0, 1]."""
+    return torch.rand((n, *shape), generator=torch.Generator().manual_seed(seed))
+
+
+class _Recorder(nn.Module):
+    """Base of the stubs: a frozen dummy parameter (so ``.parameters()`` and ``.buffers()``
+    name a device) and a log of every query."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.anchor = nn.Parameter(torch.zeros(1), requires_grad=False)
+        self.batch_sizes: list[int] = []
+
+    @property
+    def queries(self) -> int:
+        """How many noisy samples were classified, in total."""
+        return sum(self.batch_sizes)
+
+    def _check(self, x: torch.Tensor, shape: Sequence[int] | None) -> None:
+        if x.dim() != 4:
+            raise AssertionError(f"the base classifier must get a batch (N, C, H, W); it got "
+                                 f"a tensor of shape {tuple(x.shape)}.")
+        if shape is not None and tuple(x.shape[1:]) != tuple(shape):
+            raise AssertionError(f"the base classifier got images of shape "
+                                 f"{tuple(x.shape[1:])}; expected {tuple(shape)}.")
+        if x.device != self.anchor.device:
+            raise AssertionError(f"the batch is on {x.device} but the base classifier is on "
+                                 f"{self.anchor.device}: sample on the model's device.")
+        self.batch_sizes.append(len(x))
+
+
+class StubClassifier(_Recorder):
+    """A base classifier f whose vote under noise is a known distribution.
+
+    Whatever the input, each sample's class is drawn from ``probs`` (its own seeded
+    generator), so ``P(f(x + noise) = c) = probs[c]``. Returns logits (the drawn class gets
+    the largest). Every vote is recorded in order: :attr:`votes`.
+    """
+
+    def __init__(self, probs: Sequence[float], *, seed: int = 0,
+                 image_shape: Sequence[int] | None = IMAGE_SHAPE) -> None:
+        super().__init__()
+        probs_t = torch.tensor(probs, dtype=torch.float64)
+        if probs_t.dim() != 1 or (probs_t < 0).any() or abs(float(probs_t.sum()) - 1) > 1e-9:
+            raise ValueError(f"probs must be a probability vector; got {list(probs)}.")
+        self.probs = probs_t
+        self.num_classes = len(probs_t)
+        self.image_shape = image_shape
+        self.generator = torch.Generator().manual_seed(seed)
+        self._votes: list[torch.Tensor] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._check(x, self.image_shape)
+        votes = torch.multinomial(self.probs, len(x), replacement=True,
+                                  generator=self.generator)
+        self._votes.append(votes)
+        logits = torch.nn.functional.one_hot(votes, self.num_classes).float() * 10.0
+        return logits.to(x.device)
+
+    @property
+    def votes(self) -> np.ndarray:
+        """Every class the stub answered, in query order."""
+        return torch.cat(self._votes).numpy() if self._votes else np.zeros(0, dtype=np.int64)
+
+    def counts(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """Vote counts per class over queries ``start:stop``."""
+        return np.bincount(self.votes[start:stop], minlength=self.num_classes)
+
+
+class NoiseProbe(_Recorder):
+    """A base classifier that records every input it gets and always answers ``label``."""
+
+    def __init__(self, num_classes: int = 4, label: int = 0) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.label = label
+        self.inputs: list[torch.Tensor] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._check(x, None)
+        self.inputs.append(x.detach().cpu().clone())
+        logits = torch.zeros(len(x), self.num_classes, device=x.device)
+        logits[:, self.label] = 1.0
+        return logits
+
+    def noise(self, x: torch.Tensor) -> torch.Tensor:
+        """The noise added to the single image ``x`` in every recorded query, (N, C, H, W)."""
+        return torch.cat(self.inputs) - x.detach().cpu().unsqueeze(0)
+
+
+def clopper_pearson_lower(k: int, n: int, alpha: float) -> float:
+    """The one-sided (1 - alpha) Clopper-Pearson lower confidence bound on a binomial
+    proportion after ``k`` successes in ``n`` trials: the alpha quantile of Beta(k, n-k+1)
+    (0 when k = 0). Computed with scipy's beta distribution, independently of statsmodels."""
+    return 0.0 if k == 0 else float(beta.ppf(alpha, k, n - k + 1))
+
+
+def noise_stats(noise: torch.Tensor) -> dict[str, float]:
+    """Mean and standard deviation of all the noise, and the mean per-pixel standard
+    deviation *across samples* (0 if every sample got the same noise)."""
+    flat = noise.double().flatten(1)
+    return {"mean": float(flat.mean()), "std": float(flat.std()),
+            "std_across_samples": float(flat.std(dim=0).mean()) if len(flat) > 1 else 0.0}
+
+
+ABSTAIN = -1
+
+
+def check_prediction(stub: StubClassifier, prediction: object, *, n: int, alpha: float) -> None:
+    """Assert that ``prediction`` is what PREDICT must return given the stub's recorded votes:
+    the top class when the two-sided binomial test of the top two counts has p-value
+    <= alpha, else ABSTAIN (-1)."""
+    if stub.queries != n:
+        raise AssertionError(f"predict must classify exactly n = {n} noisy samples; the base "
+                             f"classifier answered {stub.queries}.")
+    counts = stub.counts()
+    order = np.argsort(-counts, kind="stable")
+    n_a, n_b = int(counts[order[0]]), int(counts[order[1]]) if len(counts) > 1 else 0
+    p_value = binomtest(n_a, n_a + n_b, p=0.5).pvalue
+    expected = ABSTAIN if p_value > alpha or n_a == n_b else int(order[0])
+    if prediction != expected:
+        raise AssertionError(
+            f"votes {counts.tolist()}: top two counts {n_a} and {n_b}, two-sided binomial "
+            f"p-value {p_value:.3g} vs alpha = {alpha}, so predict should return {expected} "
+            f"({'abstain' if expected == ABSTAIN else 'the top class'}); it returned "
+            f"{prediction!r}.")
+
+
+def expected_certificate(selection: np.ndarray, estimation: np.ndarray, *, sigma: float,
+                         alpha: float) -> list[tuple[int, float]]:
+    """CERTIFY's answers for given selection and estimation counts (one per tied top class)."""
+    n = int(estimation.sum())
+    answers = []
+    for c_a in np.flatnonzero(selection == selection.max()):
+        p_a = clopper_pearson_lower(int(estimation[c_a]), n, alpha)
+        answers.append((ABSTAIN, 0.0) if p_a <= 0.5 else (int(c_a), sigma * norm.ppf(p_a)))
+    return answers
+
+
+def check_certificate(stub: StubClassifier, certificate: object, *, n0: int, n: int,
+                      sigma: float, alpha: float) -> None:
+    """Assert that ``certificate`` = (class, radius) is what CERTIFY must return given the
+    stub's recorded votes: n0 selection samples, then n *fresh* estimation samples; the
+    class that won the selection; radius sigma * Phi^-1(pA) with pA the one-sided (1 - alpha)
+    Clopper-Pearson lower bound on its estimation count; (ABSTAIN, 0.0) when pA <= 1/2.
+    The radius must match to floating-point precision."""
+    if not (isinstance(certificate, tuple) and len(certificate) == 2):
+        raise AssertionError(f"certify must return a tuple (class, radius); got {certificate!r}.")
+    prediction, radius = certificate
+    if stub.queries != n0 + n:
+        raise AssertionError(
+            f"certify must classify n0 = {n0} selection samples and then n = {n} fresh "
+            f"estimation samples ({n0 + n} in all); the base classifier answered "
+            f"{stub.queries}. Do not reuse the selection samples for the estimate.")
+    votes = stub.votes
+    counts = [np.bincount(v, minlength=stub.num_classes) for v in
+              (votes[:n0], votes[n0:], votes[n:], votes[:n])]
+    # the paper's order (selection first); the reverse order is accepted too
+    answers = (expected_certificate(counts[0], counts[1], sigma=sigma, alpha=alpha)
+               + expected_certificate(counts[2], counts[3], sigma=sigma, alpha=alpha))
+    for c_a, r in answers:
+        if prediction == c_a and math.isclose(float(radius), r, rel_tol=1e-9, abs_tol=1e-12):
+            return
+    c_a, r = answers[0]
+    n_a = int(counts[1][int(np.argmax(counts[0]))])
+    raise AssertionError(
+        f"selection votes {counts[0].tolist()}, estimation votes {counts[1].tolist()}: the "
+        f"selected class gets n_A = {n_a} of n = {n}; the one-sided (1 - alpha) "
+        f"Clopper-Pearson lower bound is pA = {clopper_pearson_lower(n_a, n, alpha):.6f} "
+        f"(alpha = {alpha}), so certify should return ({c_a}, {r!r}) (radius sigma * "
+        f"Phi^-1(pA), sigma = {sigma}; (-1, 0.0) when pA <= 1/2); it returned "
+        f"{certificate!r}.")
+
+
+# --------------------------------------------------------------------------------------
+# Denoised smoothing
+
+
+class TinyClassifier(nn.Module):
+    """A fixed random classifier of 16x16 images into 4 classes (for the objectives' tests)."""
+
+    def __init__(self, seed: int = 0) -> None:
+        super().__init__()
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            self.net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(),
+                                     nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(16, 4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class RecordingDenoiser(nn.Module):
+    """A tiny trainable denoiser (x + a 1x1 convolution of x) that records its inputs."""
+
+    def __init__(self, seed: int = 0) -> None:
+        super().__init__()
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            self.mix = nn.Conv2d(3, 3, 1)
+        self.inputs: list[torch.Tensor] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.inputs.append(x.detach().clone())
+        return x + self.mix(x)
