@@ -40,6 +40,8 @@ def make_loader(
     """A DataLoader over in-memory tensors whose shuffling is seeded (reproducible)."""
     if len(x) != len(y):
         raise ValueError(f"x and y disagree in length: {len(x)} images, {len(y)} labels.")
+    if len(x) == 0:
+        raise ValueError("Cannot make a loader over no images: is the training set empty?")
     generator = torch.Generator().manual_seed(seed)
     return DataLoader(
         TensorDataset(x, y), batch_size=batch_size, shuffle=shuffle, generator=generator
@@ -168,14 +170,19 @@ def train_standard(
         model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay,
         nesterov=momentum > 0,
     )
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=lr, total_steps=max(1, epochs * len(loader)), pct_start=0.25
-    )
+    total_steps = epochs * len(loader)
+    scheduler = None
+    if total_steps >= 2:  # one-cycle needs a warm-up step and a decay step
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=lr, total_steps=total_steps,
+            pct_start=max(0.25, 1.5 / total_steps),
+        )
     base = sgd_step(optimizer)
 
     def step(model: nn.Module, xb: torch.Tensor, yb: torch.Tensor) -> float:
         loss = base(model, augment(xb) if augment else xb, yb)
-        scheduler.step()
+        if scheduler is not None:
+            scheduler.step()
         return loss
 
     return fit(model, loader, step, epochs=epochs, eval_data=eval_data, desc=desc)
