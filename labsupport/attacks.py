@@ -223,12 +223,13 @@ def pgd(
     generator = None
     if seed is not None:
         generator = torch.Generator(device=device).manual_seed(seed)
-    out = torch.empty_like(x)
-    with eval_mode(model):
+    # Gradients are needed even when called under torch.no_grad() or inference_mode().
+    with torch.inference_mode(False), torch.enable_grad(), eval_mode(model):
+        out = torch.empty_like(x)
         attacked = fast_attack_model(model) if optimize else model
         for start in range(0, len(x), batch_size):
-            xb = x[start : start + batch_size].detach().to(device, torch.float32)
-            yb = y[start : start + batch_size].to(device, torch.int64)
+            xb = x[start : start + batch_size].to(device, torch.float32).clone()
+            yb = y[start : start + batch_size].to(device, torch.int64).clone()
             if optimize and device.type in ("cpu", "cuda"):
                 xb = xb.contiguous(memory_format=torch.channels_last)
             adv = _pgd_batch(attacked, xb, yb, eps=eps, alpha=alpha, steps=steps, norm=norm,
@@ -256,11 +257,11 @@ def fgsm(
     step, with ``y`` the target labels."""
     _check_inputs(x, y, eps, batch_size)
     device = model_device(model)
-    out = torch.empty_like(x)
-    with eval_mode(model):
+    with torch.inference_mode(False), torch.enable_grad(), eval_mode(model):
+        out = torch.empty_like(x)
         for start in range(0, len(x), batch_size):
-            xb = x[start : start + batch_size].detach().to(device, torch.float32)
-            yb = y[start : start + batch_size].to(device, torch.int64)
+            xb = x[start : start + batch_size].to(device, torch.float32).clone()
+            yb = y[start : start + batch_size].to(device, torch.int64).clone()
             xb.requires_grad_(True)
             logits = model(xb)
             _check_labels(yb, logits)

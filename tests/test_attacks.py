@@ -1,0 +1,278 @@
+"""labsupport.attacks: invariants of PGD and FGSM, clear errors, and (slow) strength against
+torchattacks' PGD on a trained model."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from labsupport.attacks import fast_attack_model, fgsm, pgd, success_rate
+from labsupport.models import SimpleCNN
+
+EPS = 8 / 255
+
+
+@pytest.fixture()
+def model():
+    torch.manual_seed(0)
+    return SimpleCNN(channels=(8, 16, 32), hidden=32)
+
+
+@pytest.fixture()
+def batch():
+    g = torch.Generator().manual_seed(1)
+    return torch.rand(24, 3, 32, 32, generator=g), torch.randint(0, 4, (24,), generator=g)
+
+
+ATTACKS = {
+    "pgd-linf": lambda m, x, y, **k: pgd(m, x, y, eps=EPS, steps=3, seed=0, **k),
+    "pgd-l2": lambda m, x, y, **k: pgd(m, x, y, eps=0.5, steps=3, norm="l2", seed=0, **k),
+    "pgd-early-stop": lambda m, x, y, **k: pgd(m, x, y, eps=EPS, steps=3, early_stop=True, **k),
+    "pgd-plain-model": lambda m, x, y, **k: pgd(m, x, y, eps=EPS, steps=3, optimize=False, **k),
+    "pgd-targeted": lambda m, x, y, **k: pgd(m, x, y, eps=EPS, steps=3, targeted=True, **k),
+    "fgsm": lambda m, x, y, **k: fgsm(m, x, y, eps=EPS, **k),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ATTACKS))
+@pytest.mark.parametrize("training", [True, False])
+def test_attacks_leave_inputs_model_and_gradients_alone(model, batch, name, training):
+    x, y = batch
+    x_copy, y_copy = x.clone(), y.clone()
+    model.train(training)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    adv = ATTACKS[name](model, x, y, batch_size=10)
+    assert torch.equal(x, x_copy) and torch.equal(y, y_copy)
+    assert model.training is training
+    assert all(m.training is training for m in model.modules())
+    for key, value in model.state_dict().items():  # batch-norm statistics included
+        assert torch.equal(value, state[key]), key
+    assert all(p.grad is None for p in model.parameters())
+    assert all(p.requires_grad for p in model.parameters())
+    assert adv.shape == x.shape and adv.dtype == x.dtype and adv.device == x.device
+    assert not adv.requires_grad
+
+
+@pytest.mark.parametrize("name", sorted(ATTACKS))
+def test_attacks_stay_in_the_ball_and_the_image_range(model, batch, name):
+    x, y = batch
+    adv = ATTACKS[name](model, x, y)
+    assert adv.min() >= 0 and adv.max() <= 1
+    delta = (adv - x).flatten(1)
+    if name == "pgd-l2":
+        assert delta.norm(dim=1).max() <= 0.5 + 1e-5
+    else:
+        assert delta.abs().max() <= EPS + 1e-6
+    assert delta.abs().max() > EPS / 2  # it did move
+
+
+def test_large_steps_are_projected_back(model, batch):
+    x, y = batch
+    linf = pgd(model, x, y, eps=EPS, alpha=1.0, steps=2, seed=0)
+    assert (linf - x).abs().max() <= EPS + 1e-6
+    l2 = pgd(model, x, y, eps=0.25, alpha=5.0, steps=2, norm="l2", seed=0)
+    norms = (l2 - x).flatten(1).norm(dim=1)
+    assert norms.max() <= 0.25 + 1e-5 and norms.min() > 0.2  # on the sphere, mostly
+
+
+def test_pixels_at_the_boundary_stay_in_range(model):
+    x = torch.cat([torch.zeros(4, 3, 32, 32), torch.ones(4, 3, 32, 32)])
+    y = torch.arange(8) % 4
+    adv = pgd(model, x, y, eps=EPS, steps=2, seed=0)
+    assert adv.min() >= 0 and adv.max() <= 1
+
+
+def test_pgd_is_reproducible_with_a_seed(model, batch):
+    x, y = batch
+    a = pgd(model, x, y, eps=EPS, steps=2, seed=7)
+    assert torch.equal(a, pgd(model, x, y, eps=EPS, steps=2, seed=7))
+    assert not torch.equal(a, pgd(model, x, y, eps=EPS, steps=2, seed=8))
+    torch.manual_seed(3)
+    b = pgd(model, x, y, eps=EPS, steps=2)
+    torch.manual_seed(3)
+    assert torch.equal(b, pgd(model, x, y, eps=EPS, steps=2))
+
+
+def test_batching_does_not_change_a_deterministic_attack(model, batch):
+    x, y = batch
+    whole = pgd(model, x, y, eps=EPS, steps=3, random_start=False, batch_size=100)
+    parts = pgd(model, x, y, eps=EPS, steps=3, random_start=False, batch_size=5)
+    assert torch.allclose(whole, parts, atol=1e-6)
+
+
+def test_fgsm_is_one_signed_gradient_step(model, batch):
+    x, y = batch
+    model.eval()
+    xr = x.clone().requires_grad_(True)
+    F.cross_entropy(model(xr), y).backward()
+    expected = (x + EPS * xr.grad.sign()).clamp(0, 1)
+    assert torch.allclose(fgsm(model, x, y, eps=EPS), expected)
+    targeted = (x - EPS * xr.grad.sign()).clamp(0, 1)
+    assert torch.allclose(fgsm(model, x, y, eps=EPS, targeted=True), targeted)
+
+
+@pytest.mark.parametrize("context", [torch.no_grad, torch.inference_mode])
+def test_attacks_work_inside_no_grad_blocks(model, batch, context):
+    x, y = batch
+    with context():
+        adv = pgd(model, x, y, eps=EPS, steps=2, seed=0)
+        one = fgsm(model, x, y, eps=EPS)
+    assert torch.equal(adv, pgd(model, x, y, eps=EPS, steps=2, seed=0))
+    assert torch.equal(one, fgsm(model, x, y, eps=EPS))
+
+
+def test_pgd_increases_the_loss(model, batch):
+    x, y = batch
+    model.eval()
+    with torch.no_grad():
+        clean = F.cross_entropy(model(x), y)
+        attacked = F.cross_entropy(model(pgd(model, x, y, eps=EPS, steps=5, seed=0)), y)
+        noise = F.cross_entropy(model((x + EPS * torch.randn_like(x).sign()).clamp(0, 1)), y)
+    assert attacked > clean and attacked > noise
+
+
+def test_targeted_pgd_reaches_its_targets(model, batch):
+    x, y = batch
+    target = (y + 1) % 4
+    before = success_rate(model, x, target, targeted=True)
+    adv = pgd(model, x, target, eps=0.3, alpha=0.05, steps=20, targeted=True, seed=0)
+    assert success_rate(model, adv, target, targeted=True) >= 0.9 > before + 0.3
+    # ... and an untargeted attack of the same strength does not aim at them.
+    untargeted = pgd(model, x, y, eps=0.3, alpha=0.05, steps=20, seed=0)
+    assert success_rate(model, untargeted, y) >= 0.9
+
+
+def test_early_stop_keeps_the_success_rate(model, batch):
+    x, y = batch
+    full = pgd(model, x, y, eps=2 / 255, steps=5, seed=0)
+    early = pgd(model, x, y, eps=2 / 255, steps=5, seed=0, early_stop=True)
+    assert abs(success_rate(model, full, y) - success_rate(model, early, y)) <= 1 / len(y)
+
+
+def test_returned_point_is_never_worse_than_the_last_iterate(model, batch, monkeypatch):
+    """Each sample fooled at some iterate is returned fooled."""
+    x, y = batch
+    adv = pgd(model, x, y, eps=3 / 255, steps=4, seed=0, optimize=False)
+    last = []
+    import labsupport.attacks as attacks
+
+    real = attacks._pgd_batch
+
+    def spy(*args, **kwargs):
+        out = real(*args, **kwargs)
+        last.append(out)
+        return out
+
+    monkeypatch.setattr(attacks, "_pgd_batch", spy)
+    pgd(model, x, y, eps=3 / 255, steps=4, seed=0, optimize=False)
+    assert torch.equal(last[0], adv)
+    assert success_rate(model, adv, y) >= success_rate(model, x, y)
+
+
+def test_the_fast_copy_computes_the_same_function(model, batch):
+    x, _ = batch
+    model.eval()
+    with torch.no_grad():  # give batch norm non-trivial statistics to fold
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.5, 0.5)
+                module.running_var.uniform_(0.5, 2.0)
+                module.weight.uniform_(0.5, 1.5)
+    fast = fast_attack_model(model)
+    assert fast is not model
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    assert model.conv1[0].weight.is_contiguous()  # the original keeps its layout
+    with torch.no_grad():
+        assert torch.allclose(fast(x), model(x), atol=1e-4)
+    model.train()
+    fast_train = fast_attack_model(model)  # train-mode batch norm is not folded
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in fast_train.modules())
+
+
+def test_success_rate_semantics():
+    class Constant(torch.nn.Module):
+        def forward(self, x):
+            return torch.tensor([[0.0, 1.0, 0.0, 0.0]]).repeat(len(x), 1)  # always class 1
+
+    x = torch.rand(4, 3, 32, 32)
+    assert success_rate(Constant(), x, torch.tensor([1, 1, 0, 2])) == 0.5
+    assert success_rate(Constant(), x, torch.tensor([1, 1, 0, 2]), targeted=True) == 0.5
+    assert success_rate(Constant(), x, torch.tensor([1, 1, 1, 2]), targeted=True) == 0.75
+    with pytest.raises(ValueError, match="disagree in length"):
+        success_rate(Constant(), x, torch.tensor([1]))
+
+
+BAD_CALLS = {
+    "uint8 images": (lambda x, y: ((x * 255).byte(), y, {}), r"x.float\(\) / 255"),
+    "out of range": (lambda x, y: (x * 2 - 0.5, y, {}), r"\[0, 1\].*raw images"),
+    "NaN": (lambda x, y: (x.masked_fill(x > 0.99, float("nan")), y, {}), r"\[0, 1\]"),
+    "no batch dim": (lambda x, y: (x[0], y, {}), r"\(N, C, H, W\)"),
+    "label count": (lambda x, y: (x, y[:3], {}), "one label per image"),
+    "float labels": (lambda x, y: (x, y.float(), {}), r"integer class indices.*y.long\(\)"),
+    "one-hot labels": (lambda x, y: (x, F.one_hot(y, 4), {}), "one label per image"),
+    "list labels": (lambda x, y: (x, y.tolist(), {}), r"torch.as_tensor"),
+    "labels too big": (lambda x, y: (x, y + 4, {}), r"Labels must lie in 0\.\.3"),
+    "negative eps": (lambda x, y: (x, y, {"eps": -0.1}), "eps must be"),
+    "nan eps": (lambda x, y: (x, y, {"eps": float("nan")}), "eps must be"),
+    "bad norm": (lambda x, y: (x, y, {"norm": "l1"}), "Unknown norm 'l1'"),
+    "zero steps": (lambda x, y: (x, y, {"steps": 0}), "steps must be a positive integer"),
+    "zero alpha": (lambda x, y: (x, y, {"alpha": 0.0}), "alpha"),
+    "zero batch": (lambda x, y: (x, y, {"batch_size": 0}), "batch_size"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CALLS))
+def test_bad_inputs_get_clear_errors(model, batch, case):
+    make, message = BAD_CALLS[case]
+    x, y, kwargs = make(*batch)
+    kwargs = {"eps": EPS, **kwargs}
+    with pytest.raises(ValueError, match=message):
+        pgd(model, x, y, **kwargs)
+
+
+def test_fgsm_checks_its_inputs_too(model, batch):
+    x, y = batch
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        fgsm(model, x + 1, y, eps=EPS)
+    with pytest.raises(ValueError, match="Labels must lie"):
+        fgsm(model, x, y - 5, eps=EPS)
+
+
+def test_empty_batches_are_fine(model):
+    x, y = torch.rand(0, 3, 32, 32), torch.zeros(0, dtype=torch.long)
+    assert pgd(model, x, y, eps=EPS).shape == (0, 3, 32, 32)
+
+
+# ---------------------------------------------------------------------- strength (slow)
+
+
+@pytest.mark.slow
+def test_at_least_as_strong_as_torchattacks(standard_model, synthetic):
+    """Same trained model and inputs, PGD-10 at eps 8/255 (alpha 2/255, random start): our
+    accuracy under attack is at most 1 point above torchattacks'."""
+    torchattacks = pytest.importorskip("torchattacks")
+    from labsupport.train import evaluate
+
+    x, y = synthetic.x_test[:1000], synthetic.y_test[:1000]
+    theirs_attack = torchattacks.PGD(standard_model, eps=EPS, alpha=2 / 255, steps=10,
+                                     random_start=True)
+    torch.manual_seed(0)
+    theirs = torch.cat([theirs_attack(x[i : i + 250], y[i : i + 250])
+                        for i in range(0, len(x), 250)])
+    ours = pgd(standard_model, x, y, eps=EPS, alpha=2 / 255, steps=10, seed=0)
+    clean = evaluate(standard_model, x, y)
+    acc_theirs, acc_ours = evaluate(standard_model, theirs, y), evaluate(standard_model, ours, y)
+    print(f"clean {clean:.3f}, under torchattacks PGD {acc_theirs:.3f}, under ours {acc_ours:.3f}")
+    assert clean > 0.8  # a model worth attacking
+    assert (theirs - x).abs().max() <= EPS + 1e-6 and (ours - x).abs().max() <= EPS + 1e-6
+    assert acc_ours <= acc_theirs + 0.01
+    # Also with a weaker budget, where the comparison is not saturated at 0%.
+    weak_theirs = torchattacks.PGD(standard_model, eps=1 / 255, alpha=0.25 / 255, steps=10,
+                                   random_start=True)
+    acc_theirs = evaluate(standard_model, weak_theirs(x, y), y)
+    acc_ours = evaluate(standard_model, pgd(standard_model, x, y, eps=1 / 255,
+                                            alpha=0.25 / 255, steps=10, seed=0), y)
+    print(f"eps 1/255: under torchattacks {acc_theirs:.3f}, under ours {acc_ours:.3f}")
+    assert acc_ours <= acc_theirs + 0.01
