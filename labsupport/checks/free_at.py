@@ -1,0 +1,190 @@
+"""Fixtures for Lab 1's test cells (free adversarial training, Shafahi et al. 2019).
+
+- :func:`trace_training` runs a student's training function on a tiny fixture (a few
+  batches of 8x8 images, a tiny CNN) with an :class:`~labsupport.checks.common.Instrumented`
+  model and a :class:`~labsupport.checks.common.CountingSGD`, and returns a :class:`Trace`:
+  every forward pass (which minibatch it was, the perturbation on it, the gradient that
+  reached the input), every backward pass and every optimizer step. The test cells state
+  the paper's algorithm as assertions over that trace.
+- :func:`robustness_data` is a two-class dataset with a *robust* feature (a large, noisy
+  brightness pattern) and a *non-robust* one (a faint checkerboard, perfectly predictive but
+  flipped by an eps-sized perturbation): standard training leans on the checkerboard and
+  PGD breaks it; adversarial training learns the robust pattern.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..train import make_loader
+from .common import (  # noqa: F401  (assert_close: for the test cells)
+    CountingSGD,
+    ForwardRecord,
+    Instrumented,
+    assert_close,
+    quiet,
+    tiny_cnn,
+)
+
+#: The perturbation budget used by the fixtures (L-inf), on [0, 1] images.
+EPS = 0.06
+IMAGE_SHAPE = (3, 8, 8)
+
+
+def replay_data(n: int = 24, *, seed: int = 0, low: float = 0.25,
+                high: float = 0.75) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` random two-class 8x8 images with pixels in [low, high] and their labels.
+
+    Pixels stay ``EPS`` away from 0 and 1 (by default), so clipping the image to [0, 1]
+    never changes a perturbation of size ``EPS``: the input a model sees minus the clean
+    image *is* the perturbation. Pass ``low=0, high=1`` for pixels on the boundary.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    x = low + (high - low) * torch.rand((n, *IMAGE_SHAPE), generator=generator)
+    if low == 0 and high == 1:
+        x = x.round()  # every pixel exactly 0 or 1: clipping the image always matters
+    y = torch.randint(0, 2, (n,), generator=generator)
+    return x, y
+
+
+@dataclass
+class Trace:
+    """What a training function did on a fixture (see the module docstring)."""
+
+    model: Instrumented
+    optimizer: CountingSGD
+    batches: list[tuple[torch.Tensor, torch.Tensor]]
+    returned: Any
+
+    @property
+    def forwards(self) -> list[ForwardRecord]:
+        """Forward passes made with gradients enabled (evaluation passes left out)."""
+        return self.model.training_forwards
+
+    @property
+    def backward_passes(self) -> int:
+        """Backward passes through the model."""
+        return self.model.backward_passes
+
+    @property
+    def optimizer_steps(self) -> int:
+        """Optimizer steps taken."""
+        return len(self.optimizer.steps)
+
+    def batch_of(self, record: ForwardRecord) -> int:
+        """Index of the minibatch a forward pass was made on (the nearest one)."""
+        gaps = [float((record.input - xb).abs().amax()) if xb.shape == record.input.shape
+                else math.inf for xb, _ in self.batches]
+        return min(range(len(gaps)), key=gaps.__getitem__)
+
+    @property
+    def batch_sequence(self) -> list[int]:
+        """The minibatch index of every training forward pass, in order."""
+        return [self.batch_of(record) for record in self.forwards]
+
+    def perturbation(self, k: int) -> torch.Tensor:
+        """The perturbation on the k-th training forward: its input minus the clean batch."""
+        record = self.forwards[k]
+        return record.input - self.batches[self.batch_of(record)][0]
+
+    def weight_gradient_error(self, step: int) -> float:
+        """Largest relative gap between the gradient the optimizer saw at ``step`` and the
+        mean cross-entropy gradient of the forward just before it (recomputed)."""
+        record = self.optimizer.steps[step]
+        forward = self.model.records[record.forwards_before - 1]
+        labels = self.batches[self.batch_of(forward)][1]
+        clone = copy.deepcopy(self.model.inner)
+        with torch.no_grad():
+            for p, value in zip(clone.parameters(), record.params, strict=True):
+                p.copy_(value)
+        clone.train(forward.training)
+        loss = F.cross_entropy(clone(forward.input), labels)
+        expected = torch.autograd.grad(loss, list(clone.parameters()))
+        worst = 0.0
+        for got, want in zip(record.grads, expected, strict=True):
+            if got is None:
+                return math.inf
+            worst = max(worst, float((got - want).abs().max() / (want.abs().max() + 1e-8)))
+        return worst
+
+
+def trace_training(train_fn: Callable[..., Any], *, n: int = 24, batch_size: int = 8,
+                   seed: int = 0, lr: float = 0.05, low: float = 0.25, high: float = 0.75,
+                   **kwargs: Any) -> Trace:
+    """Call ``train_fn(model, loader, optimizer, **kwargs)`` on the replay fixture.
+
+    The loader is not shuffled (so the minibatch order is known) and every batch holds
+    ``batch_size`` images. Returns the :class:`Trace`.
+    """
+    x, y = replay_data(n, seed=seed, low=low, high=high)
+    loader = make_loader(x, y, batch_size=batch_size, shuffle=False)
+    model = Instrumented(tiny_cnn(seed=0))
+    optimizer = CountingSGD(model, lr=lr, momentum=0.9)
+    with quiet():
+        returned = train_fn(model, loader, optimizer, **kwargs)
+    batches = [(x[i : i + batch_size], y[i : i + batch_size]) for i in range(0, n, batch_size)]
+    return Trace(model, optimizer, batches, returned)
+
+
+def expected_next_perturbation(delta: torch.Tensor, grad: torch.Tensor,
+                               eps: float) -> torch.Tensor:
+    """Free AT's perturbation update: an FGSM ascent step of size eps, clipped to the ball."""
+    return (delta + eps * grad.sign()).clamp(-eps, eps)
+
+
+# --------------------------------------------------------------------------------------
+# Robustness
+
+
+def robustness_data(n: int = 512, *, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two-class 8x8 images with a robust and a non-robust feature (module docstring)."""
+    generator = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, 2, (n,), generator=generator)
+    sign = (2 * y - 1).float().view(-1, 1, 1, 1)
+    robust = torch.ones(IMAGE_SHAPE)
+    robust[:, :, IMAGE_SHAPE[2] // 2 :] = -1  # left half brighter than right half (or not)
+    rows = torch.arange(IMAGE_SHAPE[1]).view(-1, 1)
+    cols = torch.arange(IMAGE_SHAPE[2]).view(1, -1)
+    checker = (((rows + cols) % 2) * 2 - 1).float().expand(IMAGE_SHAPE)
+    strength = 0.10 + 0.10 * torch.randn((n, 1, 1, 1), generator=generator)
+    noise = 0.06 * torch.randn((n, *IMAGE_SHAPE), generator=generator)
+    x = 0.5 + sign * strength * robust + sign * 0.04 * checker + noise
+    return x.clamp(0, 1), y
+
+
+def robustness_setup(seed: int = 0) -> tuple[nn.Module, Any, torch.optim.Optimizer]:
+    """A fresh tiny model, a shuffled loader over :func:`robustness_data` and its optimizer."""
+    x, y = robustness_data(seed=seed)
+    model = tiny_cnn(seed=seed)
+    loader = make_loader(x, y, batch_size=32, shuffle=True, seed=seed)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    return model, loader, optimizer
+
+
+def pgd_success(model: nn.Module, *, eps: float = EPS, seed: int = 1) -> tuple[float, float]:
+    """(benign accuracy, PGD success rate) of ``model`` on fresh robustness test data."""
+    from ..attacks import pgd, success_rate
+    from ..train import evaluate
+
+    x, y = robustness_data(512, seed=seed + 1000)
+    with quiet():
+        accuracy = evaluate(model, x, y)
+        x_adv = pgd(model, x, y, eps=eps, steps=10, seed=seed)
+        return accuracy, success_rate(model, x_adv, y)
+
+
+def train_standard_reference(model: nn.Module, loader: Any, optimizer: torch.optim.Optimizer,
+                             *, epochs: int) -> Any:
+    """The baseline the robustness check compares against: plain SGD steps (the package's
+    :func:`~labsupport.train.sgd_step`), independent of the student's ``standard_train``."""
+    from ..train import fit, sgd_step
+
+    return fit(model, loader, sgd_step(optimizer), epochs=epochs, desc="reference")

@@ -1,0 +1,204 @@
+"""``labsupport``: the instructor's commands behind the Makefile's verbs.
+
+    labsupport release [LAB ...]                 notebooks/ -> grading/source -> grading/release
+    labsupport validate [LAB ...]                source passes every test, release passes none
+    labsupport grade [LAB ...]                   autograde grading/submitted, write grades.csv
+    labsupport run LAB --profile P --dataset D   papermill one lab into build/<lab>/
+    labsupport course --profile P --dataset D    run every lab, print a summary of the results
+    labsupport assets build [NAME ...] --all     pre-build the models the labs hand out
+
+Every command works from the course checkout (the folder with ``notebooks/``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from .course import CourseError, discover_labs, find_root, kernel_environment, select_labs
+
+PROFILE_CHOICES = ("auto", "smoke", "cpu", "full")
+
+
+def _labs(args: argparse.Namespace):
+    root = find_root()
+    return root, select_labs(discover_labs(root / "notebooks"), getattr(args, "labs", None))
+
+
+def cmd_release(args: argparse.Namespace) -> int:
+    from .grading import release
+
+    root, labs = _labs(args)
+    for path in release(labs, root / "grading"):
+        print(f"released {path.relative_to(root)}")
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from .grading import load_config, release, validate
+
+    root, labs = _labs(args)
+    grading = root / "grading"
+    config = load_config(grading)
+    release(labs, grading, config)
+    status = 0
+    for lab in labs:
+        with tempfile.TemporaryDirectory(prefix=f"validate-{lab.name}-") as tmp:
+            for kind, invert in (("source", False), ("release", True)):
+                copy = Path(tmp) / kind / f"{lab.name}.ipynb"
+                copy.parent.mkdir()
+                shutil.copy(grading / kind / lab.name / f"{lab.name}.ipynb", copy)
+                result = validate(copy, config=config, invert=invert, ignore_checksums=True)
+                expect = "passes none of its tests" if invert else "passes all its tests"
+                if result:
+                    status = 1
+                    print(f"{lab.name} {kind}: FAILS to be a notebook that {expect}:")
+                    for key, cells in result.items():
+                        for cell in cells:
+                            first = cell.get("source", "").splitlines()[:1]
+                            print(f"    {key}: {first[0] if first else ''}")
+                            if cell.get("raw_error"):
+                                print("        " + cell["raw_error"].strip().splitlines()[-1])
+                else:
+                    print(f"{lab.name} {kind}: ok ({expect})")
+    return status
+
+
+def cmd_grade(args: argparse.Namespace) -> int:
+    from .grading import grade_all
+
+    root, labs = _labs(args)
+    report = grade_all(root / "grading", labs, release_first=not args.no_release)
+    totals: dict[tuple[str, str], list[float]] = {}
+    for row in report.grades:
+        total = totals.setdefault((row.student, row.lab), [0.0, 0.0])
+        total[0] += row.score or 0.0
+        total[1] += row.max_score
+    for (student, lab), (score, max_score) in sorted(totals.items()):
+        print(f"{student:>20} {lab:>6}: {score:g} / {max_score:g}")
+    print(f"wrote {report.grades_csv.relative_to(root)} ({len(report.grades)} cells)")
+    if report.flags:
+        print(f"FLAGGED ({len(report.flags)}; also in {report.flags_csv.relative_to(root)}):")
+        for flag in report.flags:
+            print(f"    {flag.student} {flag.lab} {flag.cell or '-'}: {flag.problem}")
+    if not totals:
+        print("No submissions found: put them in grading/submitted/<student>/<lab>/<lab>.ipynb.")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .course import run_lab
+
+    root, labs = _labs(argparse.Namespace(labs=[args.lab]))
+    out = run_lab(labs[0], profile=args.profile, dataset=args.dataset,
+                  build_root=root / "build", seed=args.seed, progress_bar=True)
+    print(f"{labs[0].name}: executed notebook, figures and results.json in "
+          f"{out.relative_to(root)}/")
+    return 0
+
+
+def cmd_course(args: argparse.Namespace) -> int:
+    from papermill.exceptions import PapermillExecutionError
+
+    from .course import run_lab, summarize
+
+    root, labs = _labs(args)
+    failed = []
+    for lab in labs:
+        print(f"== {lab.name} ({lab.stem}), profile {args.profile}, dataset {args.dataset}",
+              flush=True)
+        try:
+            run_lab(lab, profile=args.profile, dataset=args.dataset, build_root=root / "build",
+                    seed=args.seed, progress_bar=True)
+        except PapermillExecutionError as error:
+            failed.append(lab.name)
+            print(f"{lab.name} FAILED in cell {error.exec_count}: {error.ename}: "
+                  f"{error.evalue}\n    see build/{lab.name}/{lab.name}.ipynb", file=sys.stderr)
+    print()
+    print(summarize(root / "build", labs))
+    if failed:
+        print(f"\nFailed: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_assets(args: argparse.Namespace) -> int:
+    if args.action != "build":
+        raise CourseError(f"Unknown assets action {args.action!r}; use `labsupport assets build`.")
+    if not args.all and not args.names:
+        raise CourseError("Name the assets to build, or pass --all.")
+    from . import assets  # written alongside the labs that hand out pre-trained models
+
+    assets.build_assets(None if args.all else args.names, dataset=args.dataset,
+                        profile=args.profile)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="labsupport", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("release", help="build grading/source and grading/release (forced)")
+    p.add_argument("labs", nargs="*", help="labs to release (default: all)")
+    p.set_defaults(func=cmd_release)
+
+    p = sub.add_parser("validate", help="check the source passes its tests, the release none")
+    p.add_argument("labs", nargs="*", help="labs to validate (default: all)")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("grade", help="autograde grading/submitted; write grading/grades.csv")
+    p.add_argument("labs", nargs="*", help="labs to grade (default: all)")
+    p.add_argument("--no-release", action="store_true",
+                   help="grade against the existing release instead of rebuilding it first")
+    p.set_defaults(func=cmd_grade)
+
+    def run_options(p: argparse.ArgumentParser, profile: str) -> None:
+        p.add_argument("--profile", default=profile, choices=PROFILE_CHOICES)
+        p.add_argument("--dataset", default="auto",
+                       help="auto, synthetic, cifar4 or a path to a dataset-full.npz")
+        p.add_argument("--seed", type=int, default=None, help="override the lab's seed")
+
+    p = sub.add_parser("run", help="run one lab's source notebook with papermill")
+    p.add_argument("lab", help="lab1, 1, or the source's stem")
+    run_options(p, "cpu")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("course", help="run every lab, then summarise their results")
+    p.add_argument("labs", nargs="*", help="labs to run (default: all)")
+    run_options(p, "cpu")
+    p.set_defaults(func=cmd_course)
+
+    p = sub.add_parser("assets", help="build the pre-trained models the labs hand out")
+    p.add_argument("action", choices=("build",))
+    p.add_argument("names", nargs="*", help="assets to build")
+    p.add_argument("--all", action="store_true", help="build every asset")
+    run_options(p, "auto")
+    p.set_defaults(func=cmd_assets)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``labsupport`` command."""
+    args = build_parser().parse_args(argv)
+    kernel_environment()
+    try:
+        return int(args.func(args) or 0)
+    except CourseError as error:
+        print(f"labsupport: {error}", file=sys.stderr)
+        return 2
+    except Exception as error:
+        from .grading import GradingError
+
+        if isinstance(error, GradingError):
+            print(f"labsupport: {error}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

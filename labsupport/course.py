@@ -1,0 +1,217 @@
+"""The course as files: lab discovery, jupytext conversion, papermill runs and their summary.
+
+A lab is one jupytext ``py:percent`` file ``notebooks/labN_<slug>.py`` (the instructor's
+version). Its nbgrader assignment and notebook are both called ``labN``. This module turns
+the sources into notebooks (:func:`to_notebook`, :func:`write_source`), runs them with
+papermill (:func:`run_lab`) and summarises what the runs wrote (:func:`summarize`).
+nbgrader itself lives in :mod:`labsupport.grading`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+LAB_PATTERN = re.compile(r"^lab(?P<number>\d+)_(?P<slug>[A-Za-z0-9_]+)\.py$")
+KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+
+
+class CourseError(RuntimeError):
+    """The course layout or a lab source is not what the pipeline expects (message says why)."""
+
+
+@dataclass(frozen=True)
+class Lab:
+    """One lab: ``name`` (``lab1``, the nbgrader assignment and notebook), its source file."""
+
+    number: int
+    name: str
+    source: Path
+
+    @property
+    def stem(self) -> str:
+        """The source file's stem, e.g. ``lab1_free_adversarial_training``."""
+        return self.source.stem
+
+
+def find_root(start: str | os.PathLike[str] | None = None) -> Path:
+    """The course repository: the first folder at or above ``start`` (default: the current
+    folder) holding ``notebooks/`` and ``pyproject.toml``; else the one holding this package."""
+    here = Path(start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "notebooks").is_dir() and (folder / "pyproject.toml").is_file():
+            return folder
+    package_root = Path(__file__).resolve().parents[1]
+    if (package_root / "notebooks").is_dir():
+        return package_root
+    raise CourseError(f"No course repository (a folder with notebooks/ and pyproject.toml) "
+                      f"at or above {here}; run labsupport from the course checkout.")
+
+
+def discover_labs(notebooks: str | os.PathLike[str]) -> list[Lab]:
+    """Every ``labN_<slug>.py`` in ``notebooks``, ordered by N."""
+    folder = Path(notebooks)
+    if not folder.is_dir():
+        raise CourseError(f"No lab folder at {folder}.")
+    labs: dict[int, Lab] = {}
+    for path in sorted(folder.glob("lab*.py")):
+        match = LAB_PATTERN.match(path.name)
+        if not match:
+            continue
+        number = int(match["number"])
+        if number in labs:
+            raise CourseError(f"Two sources for lab{number}: {labs[number].source.name} and "
+                              f"{path.name}; keep one.")
+        labs[number] = Lab(number, f"lab{number}", path)
+    return [labs[n] for n in sorted(labs)]
+
+
+def select_labs(labs: list[Lab], names: list[str] | None) -> list[Lab]:
+    """The labs named in ``names`` (``lab1``, ``1``, a stem or a file name); all when empty."""
+    if not names:
+        return labs
+    chosen = []
+    for name in names:
+        key = Path(name).stem
+        key = f"lab{key}" if key.isdigit() else key
+        found = [lab for lab in labs if key in (lab.name, lab.stem)]
+        if not found:
+            known = ", ".join(lab.name for lab in labs) or "none"
+            raise CourseError(f"Unknown lab {name!r}; the labs are: {known}.")
+        chosen.extend(found)
+    return chosen
+
+
+def to_notebook(lab: Lab) -> Any:
+    """The lab source as an nbformat v4 notebook (kernelspec ``python3``), validated."""
+    import jupytext
+    import nbformat
+
+    notebook = jupytext.read(lab.source, fmt="py:percent")
+    notebook.metadata["kernelspec"] = dict(KERNELSPEC)
+    notebook.metadata.setdefault("language_info", {"name": "python"})
+    notebook.metadata.pop("jupytext", None)
+    try:
+        nbformat.validate(notebook)
+    except nbformat.ValidationError as error:
+        raise CourseError(f"{lab.source} does not convert to a valid notebook: {error}") from error
+    return notebook
+
+
+def write_source(lab: Lab, grading_root: str | os.PathLike[str]) -> Path:
+    """Write ``grading/source/<lab>/<lab>.ipynb`` from the lab's source; return its path.
+
+    Files nbgrader copies along with the notebook (everything else in the folder) are removed,
+    so the source folder holds exactly the converted notebook.
+    """
+    import nbformat
+
+    folder = Path(grading_root) / "source" / lab.name
+    if folder.exists():
+        for stale in folder.iterdir():
+            if stale.is_file():
+                stale.unlink()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{lab.name}.ipynb"
+    nbformat.write(to_notebook(lab), path)
+    return path
+
+
+def kernel_environment() -> None:
+    """Make child processes (kernels, ``alembic``) see this environment.
+
+    Prepends this interpreter's ``bin/`` to ``PATH`` (nbgrader shells out to ``alembic``) and
+    the folder holding ``labsupport`` to ``PYTHONPATH`` (kernels import the same package).
+    """
+    bins = [Path(sys.executable).parent]
+    alembic = importlib.util.find_spec("alembic")
+    if alembic is not None and alembic.origin:
+        # <env>/lib/pythonX.Y/site-packages/alembic/__init__.py -> <env>/bin (a layered env
+        # such as .venv-peers imports alembic from the course env, whose bin/ has the script)
+        bins.append(Path(alembic.origin).resolve().parents[4] / "bin")
+    path = os.environ.get("PATH", "").split(os.pathsep)
+    for bin_dir in reversed([str(b) for b in bins if b == bins[0] or (b / "alembic").exists()]):
+        if bin_dir not in path:
+            path.insert(0, bin_dir)
+    os.environ["PATH"] = os.pathsep.join(path)
+    package_parent = str(Path(__file__).resolve().parents[1])
+    pythonpath = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if package_parent not in pythonpath:
+        os.environ["PYTHONPATH"] = os.pathsep.join([package_parent, *pythonpath])
+
+
+def run_lab(lab: Lab, *, profile: str, dataset: str, build_root: str | os.PathLike[str],
+            seed: int | None = None, parameters: dict[str, Any] | None = None,
+            progress_bar: bool = False) -> Path:
+    """Execute the lab's *source* notebook with papermill in ``build/<lab>/``.
+
+    The kernel runs with its working folder and ``LABSUPPORT_OUTPUT`` set to
+    ``build/<lab>/``, so figures and ``results.json`` land there next to the executed
+    notebook ``build/<lab>/<lab>.ipynb``. Returns that folder. Raises
+    ``papermill.PapermillExecutionError`` when a cell fails.
+    """
+    import papermill
+
+    from .report import OUTPUT_ENV
+    from .runtime import PROFILES
+
+    if profile not in (*PROFILES, "auto"):
+        raise CourseError(f"Unknown profile {profile!r}: choose smoke, cpu, full or auto.")
+    out = Path(build_root).resolve() / lab.name
+    out.mkdir(parents=True, exist_ok=True)
+    params = {"profile": profile, "dataset": str(dataset), **(parameters or {})}
+    if seed is not None:
+        params["seed"] = seed
+    kernel_environment()
+    previous = os.environ.get(OUTPUT_ENV)
+    os.environ[OUTPUT_ENV] = str(out)
+    try:
+        papermill.execute_notebook(
+            to_notebook(lab), str(out / f"{lab.name}.ipynb"), parameters=params,
+            kernel_name="python3", cwd=str(out), progress_bar=progress_bar,
+        )
+    finally:
+        if previous is None:
+            os.environ.pop(OUTPUT_ENV, None)
+        else:
+            os.environ[OUTPUT_ENV] = previous
+    return out
+
+
+def _format_value(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_format_value(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        shown = ", ".join(_format_value(v) for v in value[:4])
+        return f"[{shown}{', ...' if len(value) > 4 else ''}]"
+    return str(value)
+
+
+def summarize(build_root: str | os.PathLike[str], labs: list[Lab]) -> str:
+    """A one-screen summary of each lab's ``build/<lab>/results.json``."""
+    lines = []
+    for lab in labs:
+        path = Path(build_root) / lab.name / "results.json"
+        if not path.is_file():
+            lines.append(f"{lab.name}: no results.json (did the run fail?)")
+            continue
+        payload = json.loads(path.read_text())
+        lines.append(f"{lab.name} ({lab.stem}) · profile {payload.get('profile')} · dataset "
+                     f"{payload.get('dataset')} · {payload.get('device')} · seed "
+                     f"{payload.get('seed')}")
+        results = payload.get("results", {})
+        rows = results.items() if isinstance(results, dict) else [("results", results)]
+        for key, value in rows:
+            lines.append(f"    {key}: {_format_value(value)}")
+        figures = sorted(p.name for p in path.parent.glob("*.png"))
+        if figures:
+            lines.append(f"    figures: {', '.join(figures)}")
+    return "\n".join(lines)

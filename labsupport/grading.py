@@ -1,0 +1,363 @@
+"""nbgrader, through its Python API: release, validate, autograde, and per-cell grade export.
+
+The course root is ``grading/`` (``nbgrader_config.py``, ``source/``, ``release/``,
+``submitted/``, ``autograded/``, ``gradebook.db``). The command-line tools have traps that
+the functions here avoid: ``generate_assignment`` without ``--force`` keeps a stale
+release, ``validate`` exits 0 when tests fail, ``export`` has totals only, and a deleted
+test cell is scored as nothing without a word. So: releases are always forced and their
+result checked, validation returns nbgrader's result dict, grades are read per cell from
+the Gradebook, and submissions missing a graded cell are flagged.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Iterable
+from dataclasses import astuple, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from nbgrader.preprocessors import OverwriteCells
+
+from .course import Lab, kernel_environment, write_source
+
+CONFIG_FILE = "nbgrader_config.py"
+
+
+class GradingError(RuntimeError):
+    """An nbgrader step failed; the message carries nbgrader's log."""
+
+
+# --------------------------------------------------------------------------------------
+# Configuration
+
+
+def load_config(root: str | os.PathLike[str], **overrides: Any) -> Any:
+    """The course's nbgrader configuration: ``<root>/nbgrader_config.py`` plus ``overrides``.
+
+    ``overrides`` are ``"Class.trait"``-style keys written as ``Class__trait``, e.g.
+    ``load_config(root, Execute__timeout=20)``. The course root is always ``root``.
+    """
+    from traitlets.config import Config
+    from traitlets.config.loader import PyFileConfigLoader
+
+    root = Path(root).resolve()
+    config = Config()
+    if (root / CONFIG_FILE).is_file():
+        config.merge(PyFileConfigLoader(CONFIG_FILE, path=str(root)).load_config())
+    for key, value in overrides.items():
+        section, _, trait = key.partition("__")
+        if not trait:
+            raise ValueError(f"Override {key!r} must look like Class__trait, e.g. "
+                             "Execute__timeout=20.")
+        config[section][trait] = value
+    config.CourseDirectory.root = str(root)
+    return config
+
+
+def api(root: str | os.PathLike[str], config: Any = None) -> Any:
+    """An ``NbGraderAPI`` for the course root ``root`` (configuration from :func:`load_config`)."""
+    from nbgrader.apps import NbGraderAPI
+    from nbgrader.coursedir import CourseDirectory
+
+    kernel_environment()
+    config = config if config is not None else load_config(root)
+    coursedir = CourseDirectory(config=config)
+    coursedir.root = str(Path(root).resolve())
+    return NbGraderAPI(coursedir=coursedir, config=config)
+
+
+def _check(result: dict[str, Any], what: str) -> dict[str, Any]:
+    if not result.get("success"):
+        detail = result.get("error") or result.get("log") or "(no log)"
+        raise GradingError(f"{what} failed:\n{detail}")
+    return result
+
+
+# --------------------------------------------------------------------------------------
+# Release
+
+
+def release(labs: Iterable[Lab], root: str | os.PathLike[str], config: Any = None) -> list[Path]:
+    """Convert each lab to ``source/<lab>/<lab>.ipynb`` and generate its student copy.
+
+    Always forced (a stale release is impossible). Returns the release notebooks' paths.
+    """
+    root = Path(root)
+    grader = api(root, config)
+    paths = []
+    for lab in labs:
+        write_source(lab, root)
+        _check(grader.generate_assignment(lab.name, force=True, create=True),
+               f"generate_assignment {lab.name}")
+        path = root / "release" / lab.name / f"{lab.name}.ipynb"
+        if not path.is_file():
+            raise GradingError(f"generate_assignment {lab.name} reported success but wrote no "
+                               f"{path}.")
+        paths.append(path)
+    return paths
+
+
+# --------------------------------------------------------------------------------------
+# Validation
+
+
+def validate(notebook: str | os.PathLike[str], *, config: Any = None, invert: bool = False,
+             ignore_checksums: bool = False) -> dict[str, Any]:
+    """Run nbgrader's validator on ``notebook`` and return its result dict.
+
+    The dict is empty when every test passes (``invert=False``) or none does
+    (``invert=True``); otherwise it has ``failed``, ``passed``, ``changed`` or
+    ``type_changed`` lists. The notebook runs in its own folder: validate a copy when
+    that folder must stay clean.
+    """
+    from nbgrader.validator import Validator
+
+    kernel_environment()
+    validator = Validator(config=config)
+    validator.invert = invert
+    validator.ignore_checksums = ignore_checksums
+    return validator.validate(str(notebook))
+
+
+# --------------------------------------------------------------------------------------
+# Autograding
+
+
+class RestoreMissingCells(OverwriteCells):
+    """``OverwriteCells`` that also puts back graded cells a student deleted.
+
+    nbgrader 0.9.6 can re-add missing grade cells (``add_missing_cells``), but its placement
+    looks up the cell just before the missing one in the source and crashes (``KeyError``)
+    when that cell is not a graded or solution cell present in the submission (e.g. the
+    student also deleted the answer cell, or a locked markdown cell precedes the test). Here a
+    missing graded cell goes after the nearest earlier source cell that the submission still
+    has (or first), so a broken submission is still graded.
+    """
+
+    def add_missing_grade_cells(self, nb: Any, resources: Any) -> tuple[Any, Any]:
+        source_nb = self.gradebook.find_notebook(self.notebook_id, self.assignment_id)
+        # Source cells in the order they were recorded (the source notebook's order).
+        source_cells = sorted(source_nb.source_cells, key=lambda cell: cell.id)
+        order = [cell.name for cell in source_cells]
+        by_name = {cell.name: cell for cell in source_cells}
+        grade_cells = {cell.name: cell for cell in source_nb.grade_cells}
+        solution_ids = {cell.name for cell in source_nb.solution_cells}
+        for grade_id in order:
+            if grade_id not in grade_cells:
+                continue
+            present = [c.metadata.get("nbgrader", {}).get("grade_id") for c in nb.cells]
+            if grade_id in present:
+                continue
+            self.log.warning("Graded cell %s is missing from the submission; restoring it",
+                             grade_id)
+            cell = self.missing_cell_transform(by_name[grade_id],
+                                               grade_cells[grade_id].max_score,
+                                               is_solution=grade_id in solution_ids)
+            position = 0
+            for earlier in reversed(order[: order.index(grade_id)]):
+                if earlier in present:
+                    position = present.index(earlier) + 1
+                    break
+            nb.cells.insert(position, cell)
+        return nb, resources
+
+
+def autograde(root: str | os.PathLike[str], lab: str, *, students: str = "*",
+              config: Any = None) -> dict[str, Any]:
+    """Autograde ``submitted/<student>/<lab>/`` for every student (one call, one kernel each).
+
+    nbgrader goes on past a submission it cannot grade; the returned result's ``success``
+    is then False and its ``log`` names the submission. Never raises for a bad submission.
+    """
+    grader = api(root, config)
+    return grader.autograde(lab, students, force=True, create=True)
+
+
+# --------------------------------------------------------------------------------------
+# Export
+
+
+@dataclass(frozen=True)
+class CellGrade:
+    """One row of ``grades.csv``: a student's score on one graded cell of one lab."""
+
+    student: str
+    lab: str
+    cell: str
+    score: float | None
+    max_score: float
+
+
+@dataclass(frozen=True)
+class Flag:
+    """One row of ``flags.csv``: something about a submission an instructor must look at."""
+
+    student: str
+    lab: str
+    cell: str
+    problem: str
+
+
+def submitted_students(root: str | os.PathLike[str], lab: str) -> list[str]:
+    """Students with a ``submitted/<student>/<lab>/`` folder, sorted."""
+    base = Path(root) / "submitted"
+    if not base.is_dir():
+        return []
+    return sorted(p.name for p in base.iterdir() if (p / lab).is_dir())
+
+
+def cell_grades(root: str | os.PathLike[str], config: Any = None) -> list[CellGrade]:
+    """Per-cell scores of every autograded submission, from the Gradebook."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    grader = api(root, config)
+    rows = []
+    with Gradebook(grader.coursedir.db_url, grader.coursedir.course_id) as gradebook:
+        for assignment in gradebook.assignments:
+            for student in sorted(s.id for s in gradebook.students):
+                try:
+                    submission = gradebook.find_submission(assignment.name, student)
+                except MissingEntry:
+                    continue
+                for notebook in submission.notebooks:
+                    for grade in sorted(notebook.grades, key=lambda g: g.cell_id):
+                        rows.append(CellGrade(student, assignment.name, grade.name,
+                                              grade.score if _graded(grade) else None,
+                                              float(grade.max_score)))
+    return sorted(rows, key=lambda r: (r.student, r.lab))
+
+
+def _graded(grade: Any) -> bool:
+    return grade.auto_score is not None or grade.manual_score is not None
+
+
+def _grade_ids(notebook: Any) -> dict[str, Any]:
+    return {cell.metadata["nbgrader"]["grade_id"]: cell for cell in notebook.cells
+            if cell.metadata.get("nbgrader", {}).get("grade_id")}
+
+
+def _is_graded_cell(cell: Any) -> bool:
+    return bool(cell.metadata.get("nbgrader", {}).get("grade"))
+
+
+def check_submissions(root: str | os.PathLike[str], lab: str,
+                      students: Iterable[str] | None = None) -> list[Flag]:
+    """Flags for ``submitted/*/<lab>/``: unreadable notebooks, graded cells that are missing
+    (nbgrader would score them as nothing; the course config restores and grades them, but
+    the instructor should know) and locked test cells whose text was changed."""
+    import nbformat
+
+    root = Path(root)
+    release_path = root / "release" / lab / f"{lab}.ipynb"
+    if not release_path.is_file():
+        raise GradingError(f"No release notebook {release_path}; run `labsupport release`.")
+    released = _grade_ids(nbformat.read(release_path, as_version=4))
+    flags = []
+    for student in students if students is not None else submitted_students(root, lab):
+        path = root / "submitted" / student / lab / f"{lab}.ipynb"
+        if not path.is_file():
+            flags.append(Flag(student, lab, "", f"no {lab}.ipynb in the submission"))
+            continue
+        try:
+            submitted = _grade_ids(nbformat.read(path, as_version=4))
+        except Exception as error:  # not JSON, not a notebook
+            flags.append(Flag(student, lab, "", f"unreadable notebook ({error})"))
+            continue
+        for grade_id, cell in released.items():
+            if grade_id not in submitted:
+                if _is_graded_cell(cell):
+                    flags.append(Flag(student, lab, grade_id,
+                                      "graded cell missing from the submission "
+                                      "(restored from the source and graded)"))
+            elif (_is_graded_cell(cell) and not cell.metadata["nbgrader"].get("solution")
+                  and submitted[grade_id].source != cell.source):
+                flags.append(Flag(student, lab, grade_id,
+                                  "test cell changed by the student (restored before grading)"))
+    return flags
+
+
+def ungraded_flags(rows: Iterable[CellGrade], students: Iterable[str], lab: str,
+                   test_cells: Iterable[str]) -> list[Flag]:
+    """Flags for submissions nbgrader could not grade, and autograded test cells (grade_ids
+    in ``test_cells``) left without a score. Written answers await manual grading: no flag."""
+    rows = list(rows)
+    test_cells = set(test_cells)
+    flags = []
+    for student in students:
+        mine = [r for r in rows if r.student == student and r.lab == lab]
+        if not mine:
+            flags.append(Flag(student, lab, "", "autograding failed: no grades recorded "
+                                                "(see the log above)"))
+        for row in mine:
+            if row.score is None and row.cell in test_cells:
+                flags.append(Flag(student, lab, row.cell, "test cell has no score "
+                                                          "(missing or not run)"))
+    return flags
+
+
+def release_test_cells(root: str | os.PathLike[str], lab: str) -> list[str]:
+    """grade_ids of the autograded test cells of ``release/<lab>/<lab>.ipynb``."""
+    import nbformat
+
+    from .submissions import test_cells
+
+    path = Path(root) / "release" / lab / f"{lab}.ipynb"
+    return list(test_cells(nbformat.read(path, as_version=4)))
+
+
+def write_csv(path: str | os.PathLike[str], rows: Iterable[Any], row_type: type) -> Path:
+    """Write dataclass ``rows`` (of ``row_type``) as CSV with a header; return the path."""
+    path = Path(path)
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow([f.name for f in fields(row_type)])
+        for row in rows:
+            writer.writerow(["" if v is None else v for v in astuple(row)])
+    return path
+
+
+@dataclass
+class GradeReport:
+    """What :func:`grade_all` did: per-cell grades, flags, and the files written."""
+
+    grades: list[CellGrade]
+    flags: list[Flag]
+    grades_csv: Path
+    flags_csv: Path
+    logs: dict[str, str]
+
+
+def grade_all(root: str | os.PathLike[str], labs: Iterable[Lab], *, config: Any = None,
+              release_first: bool = True) -> GradeReport:
+    """Autograde every submission of every lab and write ``grades.csv`` and ``flags.csv``.
+
+    The release is rebuilt first (the gradebook must know each lab's cells), unless
+    ``release_first`` is False. Labs with no submissions are skipped.
+    """
+    root = Path(root)
+    labs = list(labs)
+    if release_first:
+        release(labs, root, config)
+    flags: list[Flag] = []
+    logs: dict[str, str] = {}
+    graded_labs = []
+    for lab in labs:
+        students = submitted_students(root, lab.name)
+        if not students:
+            continue
+        graded_labs.append((lab.name, students))
+        flags.extend(check_submissions(root, lab.name, students))
+        result = autograde(root, lab.name, config=config)
+        logs[lab.name] = result.get("log", "") + result.get("error", "")
+    grades = cell_grades(root, config)
+    for lab_name, students in graded_labs:
+        flags.extend(ungraded_flags(grades, students, lab_name,
+                                    release_test_cells(root, lab_name)))
+    return GradeReport(
+        grades, flags,
+        write_csv(root / "grades.csv", grades, CellGrade),
+        write_csv(root / "flags.csv", flags, Flag),
+        logs,
+    )

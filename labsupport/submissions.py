@@ -1,0 +1,222 @@
+"""Fixture submissions: what students could hand in, built from a lab's source and release.
+
+The course tests and ``labsupport grade --demo`` autograde these to prove the grading works:
+
+- :func:`perfect`: the release with every answer cell filled from the instructor's source
+  (a student who got everything right);
+- the untouched release (a student who handed in nothing);
+- :func:`with_bug`: a perfect submission with one planted bug (``tests/planted/<stem>.py``);
+- :func:`tampered`: test cells edited or deleted and an endless loop in an answer.
+
+Planted bugs: ``tests/planted/<lab stem>.py`` defines
+``BUGS: dict[str, tuple[str, str, str]]``, bug name -> (task grade_id, text in that task's
+solution cell, replacement). A task's points are those of its test cells, whose grade_ids
+are ``test_<task>_<suffix>``; a bug must cost exactly its task's points.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+SOLUTION_MARKERS = re.compile(r"^\s*### (BEGIN|END) SOLUTION\s*$")
+#: Prepended to an answer cell to make it loop forever.
+ENDLESS_LOOP = "while True:  # an endless loop in the answer\n    pass\n"
+TAMPERED_TEST = "# The student replaced this test cell.\nprint('all tests passed')\n"
+
+
+def nbgrader_meta(cell: Any) -> dict[str, Any]:
+    """A cell's nbgrader metadata (empty when it has none)."""
+    return cell.get("metadata", {}).get("nbgrader", {}) or {}
+
+
+def grade_id(cell: Any) -> str | None:
+    """A cell's nbgrader grade_id, if any."""
+    return nbgrader_meta(cell).get("grade_id")
+
+
+def is_task(cell: Any) -> bool:
+    """A code cell a student writes code in (nbgrader solution cell)."""
+    return cell.cell_type == "code" and bool(nbgrader_meta(cell).get("solution"))
+
+
+def is_test(cell: Any) -> bool:
+    """An autograded test cell (graded code cell that is not an answer cell)."""
+    meta = nbgrader_meta(cell)
+    return cell.cell_type == "code" and bool(meta.get("grade")) and not meta.get("solution")
+
+
+def tasks(notebook: Any) -> list[str]:
+    """The grade_ids of the notebook's code answer cells, in order."""
+    return [grade_id(c) for c in notebook.cells if is_task(c)]
+
+
+def test_cells(notebook: Any) -> dict[str, float]:
+    """grade_id -> points of every autograded test cell, in order."""
+    return {grade_id(c): float(nbgrader_meta(c)["points"]) for c in notebook.cells if is_test(c)}
+
+
+def task_of(test_id: str, task_ids: list[str]) -> str | None:
+    """The task a test cell belongs to: the longest task ``t`` with ``test_<t>_`` as prefix."""
+    owners = [t for t in task_ids if test_id.startswith(f"test_{t}_")]
+    return max(owners, key=len) if owners else None
+
+
+def task_points(notebook: Any) -> dict[str, dict[str, float]]:
+    """task -> {test cell grade_id: points}."""
+    task_ids = tasks(notebook)
+    out: dict[str, dict[str, float]] = {t: {} for t in task_ids}
+    for test_id, points in test_cells(notebook).items():
+        owner = task_of(test_id, task_ids)
+        if owner is not None:
+            out[owner][test_id] = points
+    return out
+
+
+def strip_markers(source: str) -> str:
+    """An answer as a student would write it: the solution markers removed."""
+    return "\n".join(line for line in source.splitlines() if not SOLUTION_MARKERS.match(line))
+
+
+def _cell(notebook: Any, gid: str) -> Any:
+    for cell in notebook.cells:
+        if grade_id(cell) == gid:
+            return cell
+    raise KeyError(f"No cell with grade_id {gid!r}.")
+
+
+def perfect(source: Any, release: Any) -> Any:
+    """The release with every answer cell (code and written) filled from the source."""
+    notebook = copy.deepcopy(release)
+    answers = {grade_id(c): c.source for c in source.cells if nbgrader_meta(c).get("solution")}
+    for cell in notebook.cells:
+        gid = grade_id(cell)
+        if gid in answers and nbgrader_meta(cell).get("solution"):
+            cell.source = strip_markers(answers[gid])
+    return notebook
+
+
+def with_bug(notebook: Any, task: str, old: str, new: str) -> Any:
+    """A copy of ``notebook`` with ``old`` replaced by ``new`` in the answer cell ``task``."""
+    notebook = copy.deepcopy(notebook)
+    cell = _cell(notebook, task)
+    if old not in cell.source:
+        raise ValueError(f"Planted bug: {old!r} does not occur in the answer cell {task!r}.")
+    cell.source = cell.source.replace(old, new)
+    return notebook
+
+
+def tampered(notebook: Any, *, edit: str | None = None, delete: str | None = None,
+             loop: str | None = None) -> Any:
+    """A copy of ``notebook`` with the test cell ``edit`` rewritten, the test cell ``delete``
+    removed and an endless loop at the top of the answer cell ``loop``."""
+    notebook = copy.deepcopy(notebook)
+    if edit:
+        _cell(notebook, edit).source = TAMPERED_TEST
+    if delete:
+        notebook.cells = [c for c in notebook.cells if grade_id(c) != delete]
+    if loop:
+        cell = _cell(notebook, loop)
+        cell.source = ENDLESS_LOOP + cell.source
+    return notebook
+
+
+def load_planted(path: str | os.PathLike[str]) -> dict[str, tuple[str, str, str]]:
+    """The ``BUGS`` dict of a planted-bugs file (empty when the file does not exist)."""
+    path = Path(path)
+    if not path.is_file():
+        return {}
+    spec = importlib.util.spec_from_file_location(f"planted_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    assert spec.loader is not None
+    spec.loader.exec_module(module)
+    bugs = getattr(module, "BUGS", None)
+    if not isinstance(bugs, dict):
+        raise ValueError(f"{path} must define BUGS: dict[str, tuple[str, str, str]].")
+    for name, value in bugs.items():
+        if not (isinstance(value, tuple) and len(value) == 3
+                and all(isinstance(v, str) for v in value)):
+            raise ValueError(f"{path}: BUGS[{name!r}] must be (task grade_id, old, new).")
+    return bugs
+
+
+def pack_bugs(bugs: dict[str, tuple[str, str, str]]) -> list[dict[str, tuple[str, str, str]]]:
+    """Group bugs into as few submissions as possible, at most one bug per task in each.
+
+    Tests of different tasks are independent, so one submission can carry bugs in several
+    tasks; each bug's task must then lose exactly its points and every other task keep them.
+    """
+    groups: list[dict[str, tuple[str, str, str]]] = []
+    for name, bug in bugs.items():
+        for group in groups:
+            if all(other[0] != bug[0] for other in group.values()):
+                group[name] = bug
+                break
+        else:
+            groups.append({name: bug})
+    return groups
+
+
+def tamper_plans(notebook: Any) -> list[dict[str, str]]:
+    """The tampered submissions that cover a lab with as few kernel runs as possible.
+
+    Each plan has keys among ``loop`` (the task whose answer loops forever), ``edit`` (a test
+    cell rewritten) and ``delete`` (a test cell removed), for :func:`tampered`. The loop goes
+    in the last task; the edited and deleted test cells are taken from the other tasks, so
+    one submission covers all three. A one-task lab needs two submissions.
+    """
+    points = task_points(notebook)
+    task_ids = [t for t in points if points[t]]
+    if not task_ids:
+        return []
+    loop = task_ids[-1]
+    others = [test for t in task_ids[:-1] for test in points[t]]
+    if others:
+        plan = {"loop": loop, "edit": others[0]}
+        if len(others) >= 2:
+            plan["delete"] = others[-1]
+        return [plan]
+    own = list(points[loop])
+    plan = {"edit": own[0]}
+    if len(own) >= 2:
+        plan["delete"] = own[-1]
+    return [{"loop": loop}, plan]
+
+
+def write_notebook(notebook: Any, path: str | os.PathLike[str]) -> Path:
+    """Write ``notebook`` to ``path`` (folders created)."""
+    import nbformat
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(notebook, path)
+    return path
+
+
+def demo_submissions(root: str | os.PathLike[str], lab: str,
+                     planted: str | os.PathLike[str] | None = None) -> dict[str, Path]:
+    """Write the fixture submissions of ``lab`` into ``<root>/submitted/demo-*/<lab>/``.
+
+    Needs ``source/<lab>/<lab>.ipynb`` and ``release/<lab>/<lab>.ipynb`` (``labsupport
+    release``). ``planted`` is the lab's planted-bugs file. Returns student -> path.
+    """
+    import nbformat
+
+    root = Path(root)
+    source = nbformat.read(root / "source" / lab / f"{lab}.ipynb", as_version=4)
+    release = nbformat.read(root / "release" / lab / f"{lab}.ipynb", as_version=4)
+    good = perfect(source, release)
+    students = {"demo-perfect": good, "demo-untouched": release}
+    for i, group in enumerate(pack_bugs(load_planted(planted) if planted else {}), 1):
+        notebook = good
+        for task, old, new in group.values():
+            notebook = with_bug(notebook, task, old, new)
+        students[f"demo-bugs-{i}"] = notebook
+    for i, plan in enumerate(tamper_plans(source), 1):
+        students[f"demo-tampered-{i}"] = tampered(good, **plan)
+    return {student: write_notebook(nb, root / "submitted" / student / lab / f"{lab}.ipynb")
+            for student, nb in students.items()}

@@ -1,0 +1,413 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "intro", "locked": true, "schema_version": 3, "solution": false, "task": false}
+# # Lab 1 — Free adversarial training
+#
+# **Adversarial Training for Free!** (Shafahi, Najibi, Ghiasi, Xu, Dickerson, Studer, Davis,
+# Taylor & Goldstein, NeurIPS 2019).
+#
+# A classifier that is accurate on clean images can be fooled by a perturbation $\delta$ too
+# small to see: with $\|\delta\|_\infty \le \epsilon = 8/255$, projected gradient descent
+# (PGD, Madry et al. 2018) flips most predictions of a normally trained network.
+# *Adversarial training* trains on such perturbed images instead of clean ones,
+#
+# $$ \min_\theta \; \mathbb{E}_{(x, y)} \Big[ \max_{\|\delta\|_\infty \le \epsilon}
+#    \ell\big(f_\theta(x + \delta), y\big) \Big], $$
+#
+# and Madry et al. solve the inner maximisation with a $K$-step PGD attack for every
+# minibatch: each training step costs $K + 1$ forward and backward passes.
+#
+# **The free trick.** A backward pass through the loss gives the gradient with respect to
+# the weights *and*, at almost no extra cost, with respect to the input. Free adversarial
+# training uses both from the same backward pass: the weights take a descent step and the
+# perturbation takes an ascent step. Each minibatch is *replayed* $m$ times in a row, so
+# the perturbation is refined $m$ times on it, and the perturbation is *not* reset between
+# minibatches: it is carried over, a warm start for the next one. To keep the total cost
+# equal to standard training, the number of epochs is divided by $m$. The paper's
+# Algorithm 1:
+#
+# ```
+# Require: training samples X, perturbation bound ε, learning rate τ, hop steps m
+# Initialize θ
+# δ ← 0
+# for epoch = 1 ... N_ep / m do
+#     for minibatch B ⊂ X do
+#         for i = 1 ... m do
+#             # Update θ with stochastic gradient descent
+#             g_θ ← E_(x,y)∈B [∇_θ l(x + δ, y, θ)]
+#             g_adv ← ∇_x l(x + δ, y, θ)
+#             θ ← θ − τ g_θ
+#             # Use gradients calculated for the minimization step to update δ
+#             δ ← δ + ε · sign(g_adv)
+#             δ ← clip(δ, −ε, ε)
+#         end for
+#     end for
+# end for
+# ```
+#
+# **What you do.** (1) Implement standard training, `standard_train`. (2) Implement free
+# adversarial training, `free_adv_train`. (3) Train both with $\epsilon = 8/255$, $m = 4$ and
+# time them. (4) Measure benign accuracy and the success rate of PGD against both.
+# (5) Re-train with $m = 7$ and compare. (6) Answer the questions at the end.
+#
+# Run the cells from the top. Cells marked *YOUR CODE HERE* are yours; after each one, run
+# the test cell below it. The `profile` parameter chooses the size of the experiments
+# (`smoke`: seconds, `cpu`: minutes on a laptop, `full`: the assignment scale, 20,000
+# training images, GPU recommended; `auto` picks `full` on a GPU and `cpu` otherwise). The
+# profile changes sizes, never the algorithm.
+
+# %% nbgrader={"grade": false, "grade_id": "colab_setup", "locked": true, "schema_version": 3, "solution": false, "task": false}
+# Google Colab only: install the course's support package (does nothing elsewhere).
+import subprocess
+import sys
+
+if "google.colab" in sys.modules:
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "labsupport @ git+https://github.com/trustworthy-ml-course/labs.git"], check=True)
+
+# %% tags=["parameters"] nbgrader={"grade": false, "grade_id": "parameters", "locked": true, "schema_version": 3, "solution": false, "task": false}
+profile = "auto"  # "smoke", "cpu", "full" or "auto"
+dataset = "auto"  # "cifar4", "synthetic", a path to dataset-full.npz, or "auto"
+seed = 0
+eps = 8 / 255  # L-inf radius of the perturbations, for training and for the PGD attack
+m = 4  # replays of each minibatch ("hop steps") in free adversarial training
+m_rerun = 7  # the re-run of step 5
+lr = 0.02  # SGD learning rate (momentum 0.9, weight decay 5e-4)
+epochs = None  # epochs of standard training (None: the profile's); free AT runs epochs / m
+batch_size = None  # minibatch size (None: the profile's)
+pgd_steps = 10  # PGD iterations (step size 2.5 * eps / pgd_steps, random start)
+
+# %% nbgrader={"grade": false, "grade_id": "setup", "locked": true, "schema_version": 3, "solution": false, "task": false}
+import math
+
+import matplotlib.pyplot as plt
+import torch
+import torch.nn.functional as F
+
+from labsupport.attacks import pgd, success_rate
+from labsupport.checks import free_at as fx
+from labsupport.data import load_course_data
+from labsupport.models import SimpleCNN
+from labsupport.report import caption, save_figure, use_style, write_results
+from labsupport.runtime import Timer, get_device, resolve_profile, seed_everything
+from labsupport.train import evaluate, fit, make_loader
+
+PROFILE = resolve_profile(profile)
+DEVICE = get_device()
+SIZES = {
+    "smoke": dict(n_train=64, n_test=32, epochs=1, batch_size=32),
+    "cpu": dict(n_train=4000, n_test=1000, epochs=8, batch_size=128),
+    "full": dict(n_train=20_000, n_test=4000, epochs=28, batch_size=128),
+}[PROFILE]
+for key, value in dict(epochs=epochs, batch_size=batch_size).items():
+    if value is not None:
+        SIZES[key] = int(value)
+# The smoke profile checks the plumbing; it never downloads a dataset.
+DATA = load_course_data("synthetic" if PROFILE == "smoke" and dataset == "auto" else dataset)
+DATA = DATA.subset(SIZES["n_train"], SIZES["n_test"])
+CAPTION = caption(profile=PROFILE, dataset=DATA.name, seed=seed, device=DEVICE)
+use_style()
+print(f"profile {PROFILE} on {DEVICE}; {DATA}; sizes {SIZES}")
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "standard_intro", "locked": true, "schema_version": 3, "solution": false, "task": false}
+# ## 1. Standard training
+#
+# The package's `fit(model, loader, step, epochs=...)` runs the loop for you: for each of
+# `epochs` epochs it calls `step(model, x, y)` on every minibatch of `loader` (moved to the
+# model's device), shows a progress bar, times each epoch and returns a `History`. You write
+# the *step*: what one minibatch does to the model.
+#
+# **Task.** Write `standard_train(model, loader, optimizer, *, epochs)`: minimise the mean
+# cross-entropy (`F.cross_entropy`) of `model` on the minibatches of `loader` for `epochs`
+# epochs, one optimizer step per minibatch (clear the gradients, forward, backward, step).
+# Return the `History` that `fit` returns.
+
+# %% nbgrader={"grade": false, "grade_id": "standard_train", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def standard_train(model, loader, optimizer, *, epochs):
+    """Train ``model`` on ``loader`` for ``epochs`` epochs with ``optimizer``; return the History."""
+    ### BEGIN SOLUTION
+    def step(model, x, y):
+        optimizer.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        optimizer.step()
+        return loss.item()
+
+    return fit(model, loader, step, epochs=epochs, desc="standard")
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "test_standard_train_visible", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+trace = fx.trace_training(standard_train, epochs=2)
+batches = len(trace.batches)
+assert trace.optimizer_steps == 2 * batches, (
+    f"expected one optimizer step per minibatch per epoch ({2 * batches}), "
+    f"got {trace.optimizer_steps}")
+assert trace.backward_passes == trace.optimizer_steps, (
+    f"expected one backward pass per step, got {trace.backward_passes} backward passes "
+    f"for {trace.optimizer_steps} steps")
+assert trace.batch_sequence == list(range(batches)) * 2, (
+    f"expected each minibatch once per epoch, in the loader's order; got {trace.batch_sequence}")
+for k in range(trace.optimizer_steps):
+    error = trace.weight_gradient_error(k)
+    assert error < 1e-4, (
+        f"step {k}: the gradient the optimizer used is not the mean cross-entropy gradient of "
+        f"the current minibatch (relative error {error:.2g}); are old gradients cleared?")
+print("standard_train: visible tests passed")
+
+# %% nbgrader={"grade": true, "grade_id": "test_standard_train_hidden", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+# Hidden tests (run when your notebook is graded).
+### BEGIN HIDDEN TESTS
+trace = fx.trace_training(standard_train, epochs=3, n=32, batch_size=8)
+assert trace.optimizer_steps == 3 * 4 and trace.backward_passes == 12
+assert trace.batch_sequence == list(range(4)) * 3
+for k, record in enumerate(trace.forwards):
+    batch = trace.batches[trace.batch_sequence[k]][0]
+    assert torch.equal(record.input, batch), "standard training must see the clean images"
+assert max(trace.weight_gradient_error(k) for k in range(12)) < 1e-4
+
+# It learns: a tiny CNN fits the robustness fixture.
+model, loader, optimizer = fx.robustness_setup()
+with fx.quiet():
+    standard_train(model, loader, optimizer, epochs=8)
+accuracy, _ = fx.pgd_success(model)
+assert accuracy > 0.95, f"benign accuracy after standard training is only {accuracy:.2f}"
+### END HIDDEN TESTS
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "free_intro", "locked": true, "schema_version": 3, "solution": false, "task": false}
+# ## 2. Free adversarial training
+#
+# **Task.** Write `free_adv_train(model, loader, optimizer, *, epochs, eps, m)`, Algorithm 1
+# above, again as a step function for `fit`:
+#
+# - keep **one** perturbation `delta` (the shape of a minibatch), starting at zero, that
+#   lives across steps: it is carried over from one replay to the next *and* from one
+#   minibatch to the next (a shorter last minibatch uses the first `len(x)` rows of it);
+# - replay each minibatch `m` times; in each replay do **one** forward and **one** backward
+#   pass of the mean cross-entropy on `x + delta` (clipped to the image range [0, 1]) that
+#   gives the gradients for the weights and for `delta`; take the optimizer step; then move
+#   `delta` by `eps * sign(gradient)` and clip it to `[-eps, eps]`;
+# - run `math.ceil(epochs / m)` epochs (as the authors' code does), so the number of
+#   forward/backward passes matches `epochs` of standard training.
+#
+# Return the `History` that `fit` returns.
+
+# %% nbgrader={"grade": false, "grade_id": "free_adv_train", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def free_adv_train(model, loader, optimizer, *, epochs, eps, m):
+    """Free adversarial training (Shafahi et al. 2019, Algorithm 1); returns the History."""
+    ### BEGIN SOLUTION
+    delta = None  # the perturbation, carried over between replays and minibatches
+
+    def step(model, x, y):
+        nonlocal delta
+        if delta is None:
+            delta = torch.zeros_like(x)
+        d = delta[: len(x)].clone()
+        for _ in range(m):
+            d.requires_grad_(True)
+            loss = F.cross_entropy(model((x + d).clamp(0, 1)), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()  # one backward pass: gradients for the weights and for d
+            optimizer.step()
+            d = (d.detach() + eps * d.grad.sign()).clamp(-eps, eps)
+        delta[: len(x)] = d
+        return loss.item()
+
+    return fit(model, loader, step, epochs=math.ceil(epochs / m), desc=f"free AT, m={m}")
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "test_free_adv_train_visible", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
+eps_test = fx.EPS
+trace = fx.trace_training(free_adv_train, epochs=2, eps=eps_test, m=2)
+batches = len(trace.batches)  # 3 minibatches; ceil(2 / 2) = 1 epoch of 2 replays each
+assert trace.batch_sequence == [b for b in range(batches) for _ in range(2)], (
+    f"expected each minibatch replayed m=2 times in a row, one epoch; got minibatches "
+    f"{trace.batch_sequence}")
+assert trace.backward_passes == len(trace.forwards) == trace.optimizer_steps, (
+    f"expected one forward, one backward and one optimizer step per replay: got "
+    f"{len(trace.forwards)} forwards, {trace.backward_passes} backwards, "
+    f"{trace.optimizer_steps} steps")
+assert float(trace.perturbation(0).abs().max()) == 0, "delta must start at zero"
+for k in range(len(trace.forwards) - 1):
+    delta, grad = trace.perturbation(k), trace.forwards[k].input_grad
+    assert grad is not None, "the backward pass must also give the gradient for delta"
+    assert float(delta.abs().max()) <= eps_test + 1e-6, (
+        f"replay {k}: delta leaves the eps-ball (max |delta| = {delta.abs().max():.4f})")
+    fx.assert_close(trace.perturbation(k + 1), fx.expected_next_perturbation(delta, grad, eps_test),
+                    what=f"delta after replay {k} (carried over to the next replay/minibatch)")
+print("free_adv_train: visible tests passed")
+
+# %% nbgrader={"grade": true, "grade_id": "test_free_adv_train_hidden", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
+# Hidden tests (run when your notebook is graded).
+### BEGIN HIDDEN TESTS
+# Epochs divided by m (rounded up), m replays in a row, for another m and epoch count.
+trace = fx.trace_training(free_adv_train, epochs=5, eps=0.03, m=3, n=16, batch_size=8)
+assert trace.batch_sequence == [b for b in range(2) for _ in range(3)] * 2
+assert trace.backward_passes == trace.optimizer_steps == len(trace.forwards) == 12
+for k in range(11):
+    delta, grad = trace.perturbation(k), trace.forwards[k].input_grad
+    assert float(delta.abs().max()) <= 0.03 + 1e-6
+    fx.assert_close(trace.perturbation(k + 1), fx.expected_next_perturbation(delta, grad, 0.03),
+                    what=f"delta after replay {k}")
+# The weights step on the gradient of the perturbed minibatch, fresh at every replay.
+assert max(trace.weight_gradient_error(k) for k in range(12)) < 1e-4
+
+# Images on the boundary of [0, 1]: the model only ever sees images in [0, 1].
+trace = fx.trace_training(free_adv_train, epochs=2, eps=0.1, m=2, low=0.0, high=1.0)
+for record in trace.forwards:
+    assert float(record.input.min()) >= 0 and float(record.input.max()) <= 1
+    clean = trace.batches[trace.batch_of(record)][0]
+    assert float((record.input - clean).abs().max()) <= 0.1 + 1e-6
+
+# A robustness gain: free AT resists PGD far better than standard training on a fixture
+# whose faint checkerboard is predictive but not robust.
+model, loader, optimizer = fx.robustness_setup()
+with fx.quiet():
+    standard = fx.train_standard_reference(model, loader, optimizer, epochs=8)
+_, standard_success = fx.pgd_success(model)
+model, loader, optimizer = fx.robustness_setup()
+with fx.quiet():
+    free_adv_train(model, loader, optimizer, epochs=8, eps=fx.EPS, m=4)
+accuracy, free_success = fx.pgd_success(model)
+assert accuracy > 0.7, f"benign accuracy after free AT is only {accuracy:.2f}"
+assert free_success < standard_success - 0.2, (
+    f"PGD success {free_success:.2f} after free AT vs {standard_success:.2f} after standard "
+    "training: no robustness gain")
+### END HIDDEN TESTS
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "experiment_intro", "locked": true, "schema_version": 3, "solution": false, "task": false}
+# ## 3. Train both, and time them
+#
+# Both models start from the same initial weights and see the same minibatches. Free
+# adversarial training with $m$ replays runs $\lceil N_{ep} / m \rceil$ epochs, so it makes
+# the same number of forward and backward passes as standard training (when $m$ divides the
+# number of epochs): compare the wall times.
+
+# %% nbgrader={"grade": false, "grade_id": "train_models", "locked": true, "schema_version": 3, "solution": false, "task": false}
+def train(kind, m=None):
+    """Train a fresh SimpleCNN (same seed, same minibatches) and time it."""
+    seed_everything(seed)
+    model = SimpleCNN(num_classes=DATA.num_classes).to(DEVICE)
+    loader = make_loader(DATA.x_train, DATA.y_train, batch_size=SIZES["batch_size"], seed=seed)
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
+    with Timer(DEVICE) as timer:
+        if kind == "standard":
+            standard_train(model, loader, optimizer, epochs=SIZES["epochs"])
+        else:
+            free_adv_train(model, loader, optimizer, epochs=SIZES["epochs"], eps=eps, m=m)
+    return model.eval(), timer.seconds
+
+
+MODELS, SECONDS = {}, {}
+MODELS["standard"], SECONDS["standard"] = train("standard")
+MODELS[f"free m={m}"], SECONDS[f"free m={m}"] = train("free", m=m)
+for name, seconds in SECONDS.items():
+    print(f"{name:>12}: trained in {seconds:.1f} s")
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "evaluate_intro", "locked": true, "schema_version": 3, "solution": false, "task": false}
+# ## 4. Benign accuracy and PGD
+#
+# The package's `pgd(model, x, y, eps=..., steps=..., random_start=True)` is the L-inf PGD
+# attack of Madry et al. (step size $2.5\,\epsilon/\text{steps}$, a uniform random start in
+# the ball); `success_rate` is the fraction of test images it misclassifies.
+
+# %% nbgrader={"grade": false, "grade_id": "evaluate_models", "locked": true, "schema_version": 3, "solution": false, "task": false}
+def measure(name):
+    """Benign accuracy and PGD success rate of MODELS[name] on the test images."""
+    model = MODELS[name]
+    accuracy = evaluate(model, DATA.x_test, DATA.y_test)
+    x_adv = pgd(model, DATA.x_test, DATA.y_test, eps=eps, steps=pgd_steps,
+                random_start=True, seed=seed)
+    return {"train_seconds": SECONDS[name], "benign_accuracy": accuracy,
+            "pgd_success": success_rate(model, x_adv, DATA.y_test)}
+
+
+RESULTS = {name: measure(name) for name in MODELS}
+for name, row in RESULTS.items():
+    print(f"{name:>12}: benign accuracy {row['benign_accuracy']:.3f}, "
+          f"PGD success {row['pgd_success']:.3f}")
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "rerun_intro", "locked": true, "schema_version": 3, "solution": false, "task": false}
+# ## 5. Re-train with m = 7
+#
+# More replays refine the perturbation more on each minibatch, but with the epochs divided by
+# $m$ the model sees each minibatch in fewer epochs.
+
+# %% nbgrader={"grade": false, "grade_id": "rerun", "locked": true, "schema_version": 3, "solution": false, "task": false}
+name = f"free m={m_rerun}"
+MODELS[name], SECONDS[name] = train("free", m=m_rerun)
+RESULTS[name] = measure(name)
+print(f"{name:>12}: trained in {SECONDS[name]:.1f} s, benign accuracy "
+      f"{RESULTS[name]['benign_accuracy']:.3f}, PGD success {RESULTS[name]['pgd_success']:.3f}")
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "report_intro", "locked": true, "schema_version": 3, "solution": false, "task": false}
+# ## 6. Table and figure for the write-up
+
+# %% nbgrader={"grade": false, "grade_id": "report", "locked": true, "schema_version": 3, "solution": false, "task": false}
+header = f"{'model':>12} | {'train time (s)':>14} | {'benign accuracy':>15} | {'PGD success':>11}"
+print(header)
+print("-" * len(header))
+for name, row in RESULTS.items():
+    print(f"{name:>12} | {row['train_seconds']:>14.1f} | {row['benign_accuracy']:>15.3f} | "
+          f"{row['pgd_success']:>11.3f}")
+
+names = list(RESULTS)
+fig, axes = plt.subplots(1, 3, figsize=(10, 3.4))
+for ax, key, label in zip(axes, ("train_seconds", "benign_accuracy", "pgd_success"),
+                          ("training time (s)", "benign accuracy", "PGD success rate"),
+                          strict=True):
+    ax.bar(names, [RESULTS[n][key] for n in names], color=["0.55", "C0", "C1"][: len(names)])
+    ax.set_title(label)
+    if key != "train_seconds":
+        ax.set_ylim(0, 1)
+    ax.tick_params(axis="x", labelrotation=20)
+fig.suptitle(f"Standard vs free adversarial training (eps = {eps * 255:.0f}/255, "
+             f"PGD-{pgd_steps})")
+fig.tight_layout()
+save_figure(fig, "free-adversarial-training", caption=CAPTION)
+write_results(
+    {"eps": eps, "pgd_steps": pgd_steps, "epochs": SIZES["epochs"], "n_train": len(DATA.x_train),
+     "n_test": len(DATA.x_test), "models": RESULTS,
+     "time_ratio_free_over_standard": SECONDS[f"free m={m}"] / SECONDS["standard"]},
+    lab="lab1", profile=PROFILE, dataset=DATA.name, seed=seed, device=DEVICE)
+plt.show()
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "questions", "locked": true, "schema_version": 3, "solution": false, "task": false}
+# ## 7. Questions for the write-up
+#
+# Answer in the cell below, using the table and figure above (`free-adversarial-training.pdf`).
+#
+# 1. **Cost.** How do the training times of standard training and free adversarial training
+#    compare, and why? How many forward/backward passes would a 7-step PGD adversarial
+#    training (Madry et al.) have cost for the same number of epochs?
+# 2. **Effect of adversarial training.** Compare benign accuracy and PGD success of the
+#    standard and the free-AT model. What did robustness cost, and why does a standard model
+#    fall to perturbations this small?
+# 3. **Effect of m.** What changed from $m = 4$ to $m = 7$ (time, benign accuracy,
+#    robustness)? What happens for very large $m$ with the epoch budget fixed, and why?
+# 4. **Warm start.** Why does carrying the perturbation over from one minibatch to the next
+#    help, although the next minibatch holds different images?
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "answers", "locked": false, "points": 4, "schema_version": 3, "solution": true, "task": false}
+# 1. Free AT with $\lceil N/m \rceil$ epochs makes as many forward/backward passes as standard
+#    training, so its time is about the same (a few percent more: the gradient with respect
+#    to the input and the perturbation update). PGD-7 training costs 8 passes per minibatch:
+#    about 8 times standard training.
+# 2. Robustness costs benign accuracy; PGD success drops sharply. A standard model relies on
+#    predictive but non-robust features (faint textures) that an eps-sized perturbation flips.
+# 3. Time is unchanged (same number of passes); larger m gives stronger perturbations
+#    (more robustness) but fewer epochs over the data (lower benign accuracy); very large m
+#    over-fits each minibatch and under-trains overall.
+# 4. Consecutive models are close and perturbations transfer between images of the same
+#    model state (universal-perturbation-like components): the warm start is a better
+#    starting point than zero, which makes one ascent step per replay enough.
