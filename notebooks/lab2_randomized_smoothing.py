@@ -691,7 +691,7 @@ for sigma in (0.1, 0.4):
     assert denoiser.mix.weight.grad.abs().sum() > 0
 ### END HIDDEN TESTS
 
-# %% nbgrader={"grade": false, "grade_id": "denoise_experiment", "locked": true, "schema_version": 3, "solution": false, "task": false}
+# %% nbgrader={"grade": false, "grade_id": "denoise_train", "locked": true, "schema_version": 3, "solution": false, "task": false}
 X_DEN = DATA.x_train[: SIZES["denoiser_images"]]
 Y_DEN = DATA.y_train[: SIZES["denoiser_images"]]  # unused by both objectives
 
@@ -720,6 +720,7 @@ history = train_denoiser(STAB_DENOISER, lambda d, x: stability_objective(d, CLEA
                          "denoiser (stability)")
 print(f"stability denoiser: {history.seconds:.1f} s, final loss {history.loss[-1]:.4f}")
 
+# %% nbgrader={"grade": false, "grade_id": "denoise_certify", "locked": true, "schema_version": 3, "solution": false, "task": false}
 DENOISED = {
     "no-noise model": CLEAN,
     "+ MSE denoiser": nn.Sequential(MSE_DENOISER, CLEAN).eval(),
