@@ -94,6 +94,14 @@ def to_notebook(lab: Lab) -> Any:
     import nbformat
 
     notebook = jupytext.read(lab.source, fmt="py:percent")
+    # nbformat 4.5 cell ids, stable across conversions: the grade_id, else the position.
+    notebook.nbformat, notebook.nbformat_minor = 4, max(notebook.get("nbformat_minor", 0), 5)
+    used: set[str] = set()
+    for index, cell in enumerate(notebook.cells):
+        grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+        cell_id = grade_id if grade_id and grade_id not in used else f"cell-{index}"
+        cell["id"] = re.sub(r"[^A-Za-z0-9_-]", "-", cell_id)[:64]
+        used.add(cell["id"])
     notebook.metadata["kernelspec"] = dict(KERNELSPEC)
     notebook.metadata.setdefault("language_info", {"name": "python"})
     notebook.metadata.pop("jupytext", None)

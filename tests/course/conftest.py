@@ -25,7 +25,7 @@ LABS = discover_labs(REPO / "notebooks")
 PLANTED = REPO / "tests" / "planted"
 #: Per-cell timeout in the course tests: a smoke experiment cell takes seconds; an endless
 #: loop costs this much once per lab.
-TEST_TIMEOUT = 30
+TEST_TIMEOUT = 20
 
 
 def lab_params() -> list[Any]:
