@@ -29,4 +29,28 @@ BUGS: dict[str, tuple[str, str, str]] = {
         "noise = torch.randn_like(batch) * self.sigma",
         "noise = torch.randn_like(batch)",
     ),
+    # PREDICT without its binomial test: returns the top class even on a tie.
+    "never_abstains": (
+        "predict",
+        "        return Smooth.ABSTAIN\n",
+        "        return int(top2[0])\n",
+    ),
+    # Every certified image counts, right or wrong.
+    "wrong_predictions_counted": (
+        "certified_accuracy",
+        "correct = np.asarray(predictions) == np.asarray(labels)",
+        "correct = np.asarray(predictions) != -1",
+    ),
+    # The denoiser is asked to reproduce its noisy input instead of the clean image.
+    "mse_target_is_noisy_image": (
+        "mse_objective",
+        "F.mse_loss(denoiser(noisy), x)",
+        "F.mse_loss(denoiser(noisy), noisy)",
+    ),
+    # The classifier sees the noisy image without the denoiser: nothing trains the denoiser.
+    "stability_without_denoiser": (
+        "stability_objective",
+        "F.cross_entropy(classifier(denoiser(noisy)), targets)",
+        "F.cross_entropy(classifier(noisy), targets)",
+    ),
 }
