@@ -2,7 +2,7 @@
 
     labsupport release [LAB ...]                 notebooks/ -> grading/source -> grading/release
     labsupport validate [LAB ...]                source passes every test, release passes none
-    labsupport grade [LAB ...]                   autograde grading/submitted, write grades.csv
+    labsupport grade [LAB ...] [--demo]          autograde grading/submitted, write grades.csv
     labsupport run LAB --profile P --dataset D   papermill one lab into build/<lab>/
     labsupport course --profile P --dataset D    run every lab, print a summary of the results
     labsupport assets build [NAME ...] --all     pre-build the models the labs hand out
@@ -69,10 +69,22 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_grade(args: argparse.Namespace) -> int:
-    from .grading import grade_all
+    from .grading import grade_all, release, submitted_students
+    from .submissions import demo_submissions
 
     root, labs = _labs(args)
-    report = grade_all(root / "grading", labs, release_first=not args.no_release)
+    grading_root = root / "grading"
+    release_first = not args.no_release
+    if args.demo or not any(submitted_students(grading_root, lab.name) for lab in labs):
+        if not args.demo:
+            print("No submissions in grading/submitted/: grading the demo (fixture) "
+                  "submissions, students demo-*, built from the lab sources.")
+        release(labs, grading_root)
+        release_first = False
+        for lab in labs:
+            planted = root / "tests" / "planted" / f"{lab.stem}.py"
+            demo_submissions(grading_root, lab.name, planted)
+    report = grade_all(grading_root, labs, release_first=release_first)
     totals: dict[tuple[str, str], list[float]] = {}
     for row in report.grades:
         total = totals.setdefault((row.student, row.lab), [0.0, 0.0])
@@ -85,8 +97,6 @@ def cmd_grade(args: argparse.Namespace) -> int:
         print(f"FLAGGED ({len(report.flags)}; also in {report.flags_csv.relative_to(root)}):")
         for flag in report.flags:
             print(f"    {flag.student} {flag.lab} {flag.cell or '-'}: {flag.problem}")
-    if not totals:
-        print("No submissions found: put them in grading/submitted/<student>/<lab>/<lab>.ipynb.")
     return 0
 
 
@@ -155,6 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("labs", nargs="*", help="labs to grade (default: all)")
     p.add_argument("--no-release", action="store_true",
                    help="grade against the existing release instead of rebuilding it first")
+    p.add_argument("--demo", action="store_true",
+                   help="add the demo submissions (perfect, untouched, planted bugs, tampered; "
+                        "students demo-*); the default when grading/submitted/ is empty")
     p.set_defaults(func=cmd_grade)
 
     def run_options(p: argparse.ArgumentParser, profile: str) -> None:
