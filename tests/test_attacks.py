@@ -249,30 +249,23 @@ def test_empty_batches_are_fine(model):
 
 
 @pytest.mark.slow
-def test_at_least_as_strong_as_torchattacks(standard_model, synthetic):
-    """Same trained model and inputs, PGD-10 at eps 8/255 (alpha 2/255, random start): our
-    accuracy under attack is at most 1 point above torchattacks'."""
+@pytest.mark.parametrize("eps", [8 / 255, 4 / 255], ids=["eps8", "eps4"])
+def test_at_least_as_strong_as_torchattacks(standard_model, synthetic, eps):
+    """Same trained model and inputs, PGD-10 with random start (alpha eps/4, i.e. 2/255 at
+    eps 8/255): our accuracy under attack is at most 1 point above torchattacks'. At eps
+    8/255 both drive the model near 0%; eps 4/255 compares them where neither saturates."""
     torchattacks = pytest.importorskip("torchattacks")
     from labsupport.train import evaluate
 
-    x, y = synthetic.x_test[:1000], synthetic.y_test[:1000]
-    theirs_attack = torchattacks.PGD(standard_model, eps=EPS, alpha=2 / 255, steps=10,
-                                     random_start=True)
+    x, y = synthetic.x_test[:500], synthetic.y_test[:500]
     torch.manual_seed(0)
-    theirs = torch.cat([theirs_attack(x[i : i + 250], y[i : i + 250])
-                        for i in range(0, len(x), 250)])
-    ours = pgd(standard_model, x, y, eps=EPS, alpha=2 / 255, steps=10, seed=0)
+    theirs = torchattacks.PGD(standard_model, eps=eps, alpha=eps / 4, steps=10,
+                              random_start=True)(x, y)
+    ours = pgd(standard_model, x, y, eps=eps, alpha=eps / 4, steps=10, seed=0)
+    assert (theirs - x).abs().max() <= eps + 1e-6 and (ours - x).abs().max() <= eps + 1e-6
     clean = evaluate(standard_model, x, y)
     acc_theirs, acc_ours = evaluate(standard_model, theirs, y), evaluate(standard_model, ours, y)
-    print(f"clean {clean:.3f}, under torchattacks PGD {acc_theirs:.3f}, under ours {acc_ours:.3f}")
+    print(f"eps {eps * 255:.0f}/255: clean {clean:.3f}, under torchattacks PGD {acc_theirs:.3f}, "
+          f"under ours {acc_ours:.3f}")
     assert clean > 0.8  # a model worth attacking
-    assert (theirs - x).abs().max() <= EPS + 1e-6 and (ours - x).abs().max() <= EPS + 1e-6
-    assert acc_ours <= acc_theirs + 0.01
-    # Also with a weaker budget, where the comparison is not saturated at 0%.
-    weak_theirs = torchattacks.PGD(standard_model, eps=1 / 255, alpha=0.25 / 255, steps=10,
-                                   random_start=True)
-    acc_theirs = evaluate(standard_model, weak_theirs(x, y), y)
-    acc_ours = evaluate(standard_model, pgd(standard_model, x, y, eps=1 / 255,
-                                            alpha=0.25 / 255, steps=10, seed=0), y)
-    print(f"eps 1/255: under torchattacks {acc_theirs:.3f}, under ours {acc_ours:.3f}")
     assert acc_ours <= acc_theirs + 0.01
