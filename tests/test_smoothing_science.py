@@ -3,8 +3,7 @@
 The lab's own solution (the instructor notebook's solution cells, executed here; the package
 holds no lab solutions) certifies the sigma = 0.05 and sigma = 0.20 noise-trained assets on
 the same test images. Expected: sigma = 0.20 certifies larger radii, sigma = 0.05 has the
-higher certified accuracy at radius 0 (on the offline dataset: at least as high, with a
-larger pA), and every certified-accuracy curve is non-increasing.
+higher certified accuracy at radius 0, and every certified-accuracy curve is non-increasing.
 """
 
 from __future__ import annotations
@@ -70,9 +69,9 @@ def test_larger_sigma_certifies_larger_radii_at_lower_accuracy(synthetic, quiet)
     beyond = radii_grid > cap[0.05]
     assert curves[0.05][beyond].max() == 0.0
     assert curves[0.20][beyond].max() >= 0.5, curves[0.20]
-    # ... and pays for it at radius 0: never a higher certified accuracy there, and a base
-    # classifier that votes less consistently under its (stronger) noise, i.e. smaller pA.
-    # (On the offline dataset both models are so accurate that certified accuracy at radius
-    # 0 is often equal, 1.0; on cifar4 sigma = 0.20 is clearly lower, as in Cohen et al.)
-    assert curves[0.20][0] <= curves[0.05][0], (curves[0.05][0], curves[0.20][0])
+    # ... and pays for it at radius 0: a lower certified accuracy there, from a base
+    # classifier that votes less consistently under its stronger noise (smaller pA).
+    # (Measured at the cpu size: 0.96 against 1.00 on 50 images. The offline shapes survive
+    # sigma = 0.20 well, so with a much larger training budget the two can tie at 1.00.)
+    assert curves[0.20][0] < curves[0.05][0], (curves[0.05][0], curves[0.20][0])
     assert margin[0.20] < margin[0.05], margin
