@@ -132,21 +132,37 @@ class RestoreMissingCells(OverwriteCells):
     looks up the cell just before the missing one in the source and crashes (``KeyError``)
     when that cell is not a graded or solution cell present in the submission (e.g. the
     student also deleted the answer cell, or a locked markdown cell precedes the test). Here a
-    missing graded cell goes after the nearest earlier source cell that the submission still
-    has (or first), so a broken submission is still graded.
+    missing graded cell goes right after the nearest earlier cell of the source notebook that
+    the submission still has (first if none), so a broken submission is still graded. When
+    the source notebook cannot be found, restored cells go at the end.
     """
+
+    def _source_order(self) -> list[str] | None:
+        """grade_ids of the source notebook, in order (None if it cannot be found)."""
+        import nbformat
+
+        owner = self.parent
+        while owner is not None and not hasattr(owner, "coursedir"):
+            owner = getattr(owner, "parent", None)
+        if owner is None:
+            return None
+        coursedir = owner.coursedir
+        folder = coursedir.format_path(coursedir.source_directory, ".", self.assignment_id)
+        path = Path(folder) / f"{self.notebook_id}.ipynb"
+        if not path.is_file():
+            return None
+        notebook = nbformat.read(path, as_version=4)
+        return [gid for gid in (c.metadata.get("nbgrader", {}).get("grade_id")
+                                for c in notebook.cells) if gid]
 
     def add_missing_grade_cells(self, nb: Any, resources: Any) -> tuple[Any, Any]:
         source_nb = self.gradebook.find_notebook(self.notebook_id, self.assignment_id)
-        # Source cells in the order they were recorded (the source notebook's order).
-        source_cells = sorted(source_nb.source_cells, key=lambda cell: cell.id)
-        order = [cell.name for cell in source_cells]
-        by_name = {cell.name: cell for cell in source_cells}
+        by_name = {cell.name: cell for cell in source_nb.source_cells}
         grade_cells = {cell.name: cell for cell in source_nb.grade_cells}
         solution_ids = {cell.name for cell in source_nb.solution_cells}
-        for grade_id in order:
-            if grade_id not in grade_cells:
-                continue
+        order = self._source_order() or []
+        missing_last = [name for name in grade_cells if name not in order]
+        for grade_id in [*[g for g in order if g in grade_cells], *missing_last]:
             present = [c.metadata.get("nbgrader", {}).get("grade_id") for c in nb.cells]
             if grade_id in present:
                 continue
@@ -155,11 +171,16 @@ class RestoreMissingCells(OverwriteCells):
             cell = self.missing_cell_transform(by_name[grade_id],
                                                grade_cells[grade_id].max_score,
                                                is_solution=grade_id in solution_ids)
-            position = 0
-            for earlier in reversed(order[: order.index(grade_id)]):
-                if earlier in present:
-                    position = present.index(earlier) + 1
-                    break
+            if nb.get("nbformat_minor", 0) >= 5:
+                taken = {c.get("id") for c in nb.cells}
+                cell["id"] = grade_id if grade_id not in taken else f"restored-{grade_id}"
+            position = len(nb.cells)
+            if grade_id in order:
+                position = 0
+                for earlier in reversed(order[: order.index(grade_id)]):
+                    if earlier in present:
+                        position = present.index(earlier) + 1
+                        break
             nb.cells.insert(position, cell)
         return nb, resources
 
