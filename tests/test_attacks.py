@@ -179,9 +179,11 @@ def test_the_fast_copy_computes_the_same_function(model, batch):
                 module.running_mean.uniform_(-0.5, 0.5)
                 module.running_var.uniform_(0.5, 2.0)
                 module.weight.uniform_(0.5, 1.5)
-    fast = fast_attack_model(model)
+    fast = fast_attack_model(model, x)
     assert fast is not model
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.modules())
+    assert isinstance(fast.conv1[2], torch.nn.MaxPool2d) and isinstance(fast.conv1[3],
+                                                                        torch.nn.ReLU)
     assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
     assert model.conv1[0].weight.is_contiguous()  # the original keeps its layout
     with torch.no_grad():
@@ -189,6 +191,33 @@ def test_the_fast_copy_computes_the_same_function(model, batch):
     model.train()
     fast_train = fast_attack_model(model)  # train-mode batch norm is not folded
     assert any(isinstance(m, torch.nn.BatchNorm2d) for m in fast_train.modules())
+
+
+def test_the_fast_copy_falls_back_when_it_differs(batch):
+    """A forward that calls sub-modules by index would change meaning: use the model."""
+    class ByIndex(SimpleCNN):
+        def forward(self, x):
+            x = self.normalize(x)
+            for block in (self.conv1, self.conv2, self.conv3):
+                x = block[2](block[1](block[0](x)))  # ReLU, by index ...
+                x = block[3](x - 0.1)  # ... then something between it and the pooling
+            return self.classifier(x)
+
+    class Crashes(SimpleCNN):
+        def forward(self, x):
+            x = self.conv1[2](self.conv1[1](self.conv1[0](self.normalize(x))))
+            x = F.max_pool2d(x, 2)  # pooled twice in the reordered copy: wrong shape
+            return self.classifier(self.conv3(self.conv2(x)))
+
+    torch.manual_seed(0)
+    model = ByIndex(channels=(8, 16, 32), hidden=32).eval()
+    model.conv1[1].running_mean.fill_(0.3)
+    x, y = batch
+    assert fast_attack_model(model, x) is model
+    crashes = Crashes().eval()
+    assert fast_attack_model(crashes, x) is crashes
+    adv = pgd(model, x, y, eps=EPS, steps=3, seed=0)
+    assert torch.allclose(adv, pgd(model, x, y, eps=EPS, steps=3, seed=0, optimize=False))
 
 
 def test_success_rate_semantics():
