@@ -199,7 +199,8 @@ def write_notebook(notebook: Any, path: str | os.PathLike[str]) -> Path:
 
 def demo_submissions(root: str | os.PathLike[str], lab: str,
                      planted: str | os.PathLike[str] | None = None) -> dict[str, Path]:
-    """Write the fixture submissions of ``lab`` into ``<root>/submitted/demo-*/<lab>/``.
+    """Write the fixture submissions of ``lab`` into ``<root>/submitted/demo-*/<lab>/``:
+    perfect, untouched, planted bugs (packed), edited and deleted test cells.
 
     Needs ``source/<lab>/<lab>.ipynb`` and ``release/<lab>/<lab>.ipynb`` (``labsupport
     release``). ``planted`` is the lab's planted-bugs file. Returns student -> path.
@@ -216,7 +217,9 @@ def demo_submissions(root: str | os.PathLike[str], lab: str,
         for task, old, new in group.values():
             notebook = with_bug(notebook, task, old, new)
         students[f"demo-bugs-{i}"] = notebook
-    for i, plan in enumerate(tamper_plans(source), 1):
+    # Edited and deleted test cells; no endless loop: it would cost the course timeout.
+    plans = [{k: v for k, v in plan.items() if k != "loop"} for plan in tamper_plans(source)]
+    for i, plan in enumerate([p for p in plans if p], 1):
         students[f"demo-tampered-{i}"] = tampered(good, **plan)
     return {student: write_notebook(nb, root / "submitted" / student / lab / f"{lab}.ipynb")
             for student, nb in students.items()}
