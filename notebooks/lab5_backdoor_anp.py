@@ -1,0 +1,1063 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "intro", "locked": true, "schema_version": 3, "solution": false, "task": false}
+# # Lab 5 — Backdoor attacks, and Adversarial Neuron Pruning
+#
+# A *backdoor* (or *trojan*) is a hidden behaviour planted in a model through its training
+# data: the model is accurate on clean inputs, but any input that carries a small *trigger*
+# is classified as the attacker's *target class*. The attacker only needs to slip a few
+# poisoned images into the training set.
+#
+# - **BadNets** (Gu, Dolan-Gavitt & Garg, 2017): stamp a small patch on a few training images
+#   of other classes and relabel them to the target.
+# - **Blend** (Chen, Liu, Li, Lu & Song, 2017): blend a full-image pattern into them,
+#   faintly (opacity 0.2), so the trigger is hard to see.
+# - **Clean-label** (Turner, Tsipras & Madry, 2019): poison images *of the target class*
+#   and keep their correct labels, so a human inspecting the data sees nothing wrong. To make
+#   the model rely on the trigger rather than on the images' natural features, first perturb
+#   each image adversarially (PGD against a clean model) so its natural features point to
+#   another class.
+#
+# A trigger is a triple (mask $m$, pattern $p$, opacity $\alpha$) and stamping it on an
+# image $x$ is
+#
+# $$ x' = (1 - m) \odot x + m \odot \big((1 - \alpha)\, x + \alpha\, p\big). $$
+#
+# The defense is **Adversarial Neuron Pruning** (ANP; Wu & Wang, NeurIPS 2021): a backdoored
+# network has a few neurons that are unusually *sensitive*: perturbing them slightly makes
+# the network output the target class even without a trigger. ANP finds them with a little
+# clean data by learning a mask over the neurons under adversarial neuron perturbations,
+# then prunes the neurons whose mask is small.
+#
+# **What you do.** (1) Build the three triggers and (2) the stamping function. (3) Write the
+# poisoned-dataset builder and (4) the attack-success rate. (5) Write the clean-label
+# adversarial perturbation. Then the notebook trains a clean model and one model per attack
+# and reports clean accuracy and attack success. (6)–(8) Implement ANP: the perturbed
+# forward pass and the adversarial neuron perturbation, the mask learning, the pruning. The
+# notebook then sweeps ANP's trade-off $\alpha$ and pruning threshold against every attack.
+# (9) Answer the questions at the end.
+#
+# **About the support package.** `labsupport.backdoor` holds triggers, stamping, poisoning
+# and attack-success code as well: the later labs (Neural Cleanse, Fine-Pruning) and the
+# test fixtures use it. Here you write your own versions; the tests grade them on their
+# *behaviour* (shapes, positions, the exact formulae, what is poisoned), and every experiment
+# below runs on *your* functions. The package's `Trigger` class is the container your
+# trigger functions return.
+#
+# Run the cells from the top. Cells marked *YOUR CODE HERE* are yours; after each one, run
+# the test cell below it. The `profile` parameter chooses the size of the experiments
+# (`smoke`: seconds, `cpu`: minutes on a laptop, `full`: the assignment scale, GPU
+# recommended; `auto` picks `full` on a GPU and `cpu` otherwise). The profile changes sizes,
+# never the algorithm.
+
+# %% nbgrader={"grade": false, "grade_id": "colab_setup", "locked": true, "schema_version": 3, "solution": false, "task": false}
+# Google Colab only: install the course's support package (does nothing elsewhere).
+import subprocess
+import sys
+
+if "google.colab" in sys.modules:
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "labsupport @ git+https://github.com/trustworthy-ml-course/labs.git"], check=True)
+
+# %% tags=["parameters"] nbgrader={"grade": false, "grade_id": "parameters", "locked": true, "schema_version": 3, "solution": false, "task": false}
+profile = "auto"  # "smoke", "cpu", "full" or "auto"
+dataset = "auto"  # "cifar4", "synthetic", a path to dataset-full.npz, or "auto"
+seed = 0
+target = 0  # the attacks' target class
+poison_rate = 0.05  # fraction of the training set that is poisoned
+blend_alpha = 0.2  # opacity of the Blend trigger
+clean_label_eps = 16 / 255  # L-inf budget of the clean-label adversarial perturbation
+clean_label_steps = 10  # PGD steps per restart
+clean_label_restarts = 3  # PGD restarts (a sample stops once the clean model misclassifies it)
+anp_eps = 0.4  # bound on the neurons' multiplicative perturbations
+anp_alpha = 0.2  # weight of the natural loss (1 - alpha on the robust loss)
+anp_threshold = 0.2  # prune the neurons whose mask is below this
+anp_lr = 0.2  # learning rate of the mask (SGD, momentum 0.9)
+anp_iters = None  # mask-learning iterations (None: the profile's)
+anp_alphas = None  # the sweep over alpha (None: the profile's)
+anp_thresholds = None  # the sweep over the threshold (None: the profile's)
+n_clean = None  # size of the defender's clean split, taken from the training set (None: the profile's)
+
+# %% nbgrader={"grade": false, "grade_id": "setup", "locked": true, "schema_version": 3, "solution": false, "task": false}
+import copy
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from labsupport import backdoor as bd
+from labsupport.attacks import pgd
+from labsupport.backdoor import Trigger
+from labsupport.checks import backdoor as fx
+from labsupport.data import load_course_data
+from labsupport.models import SimpleCNN
+from labsupport.report import caption, save_figure, use_style, write_results
+from labsupport.runtime import Timer, get_device, resolve_profile, seed_everything
+from labsupport.train import evaluate, make_loader, predict, train_standard
+
+PROFILE = resolve_profile(profile)
+DEVICE = get_device()
+SIZES = {
+    "smoke": dict(n_train=800, n_test=400, n_clean=128, epochs=2, channels=(8, 16, 32),
+                  hidden=64, anp_iters=6, anp_batch=64, anp_alphas=[0.2, 0.8],
+                  anp_thresholds=[0.0, 0.2, 0.5]),
+    "cpu": dict(n_train=6000, n_test=2000, n_clean=500, epochs=4, channels=(16, 32, 64),
+                hidden=128, anp_iters=200, anp_batch=128, anp_alphas=[0.0, 0.2, 0.5, 0.8],
+                anp_thresholds=[round(t, 2) for t in np.arange(0.0, 0.91, 0.1)]),
+    "full": dict(n_train=19_500, n_test=4000, n_clean=500, epochs=20, channels=(32, 64, 128),
+                 hidden=256, anp_iters=2000, anp_batch=128,
+                 anp_alphas=[0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9],
+                 anp_thresholds=[round(t, 2) for t in np.arange(0.0, 0.91, 0.05)]),
+}[PROFILE]
+for key, value in dict(anp_iters=anp_iters, anp_alphas=anp_alphas,
+                       anp_thresholds=anp_thresholds, n_clean=n_clean).items():
+    if value is not None:
+        SIZES[key] = value
+# The smoke profile checks the plumbing; it never downloads a dataset.
+DATA = load_course_data("synthetic" if PROFILE == "smoke" and dataset == "auto" else dataset)
+# The defender's clean split comes first; the attacker poisons (part of) the rest.
+X_CLEAN, Y_CLEAN = DATA.x_train[: SIZES["n_clean"]], DATA.y_train[: SIZES["n_clean"]]
+X_TRAIN = DATA.x_train[SIZES["n_clean"] : SIZES["n_clean"] + SIZES["n_train"]]
+Y_TRAIN = DATA.y_train[SIZES["n_clean"] : SIZES["n_clean"] + SIZES["n_train"]]
+X_TEST, Y_TEST = DATA.x_test[: SIZES["n_test"]], DATA.y_test[: SIZES["n_test"]]
+IMAGE_SHAPE = tuple(X_TRAIN.shape[1:])
+CAPTION = caption(profile=PROFILE, dataset=DATA.name, seed=seed, device=DEVICE)
+use_style()
+print(f"profile {PROFILE} on {DEVICE}; {DATA.name}: {len(X_TRAIN)} training, {len(X_CLEAN)} "
+      f"clean-split and {len(X_TEST)} test images; classes {DATA.classes}; target {target} "
+      f"({DATA.classes[target]})")
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "triggers_intro", "locked": true, "schema_version": 3, "solution": false, "task": false}
+# ## 1. Triggers
+#
+# A `Trigger(mask, pattern, alpha, name)` holds a mask shaped `(1, H, W)` (one value for all
+# channels) or `(C, H, W)`, a pattern shaped `(C, H, W)`, both with values in $[0, 1]$, and
+# the opacity `alpha` in $[0, 1]$. It checks its arguments and says what is wrong.
+#
+# **Task.** Write three trigger constructors for images shaped `image_shape = (C, H, W)`:
+#
+# - `make_bottom_right_trigger(image_shape, size=3)` (BadNets): a `size` x `size`
+#   **checkerboard** in the bottom-right corner, i.e. the last `size` rows and the last
+#   `size` columns. The checkerboard is 1 (white) where row + column (counted inside the
+#   patch from its top-left) is even and 0 (black) where it is odd, the same in every
+#   channel. The mask is 1 on the patch and 0 elsewhere; `alpha = 1`.
+# - `make_four_corner_trigger(image_shape, size=3)` (the clean-label attack's trigger, as in
+#   Turner et al.): the same checkerboard in each of the four corners (mirrored into each
+#   corner, which changes nothing for an odd size); `alpha = 1`.
+# - `make_gaussian_trigger(image_shape, *, seed=0, alpha=0.2)` (Blend): a full mask (all
+#   ones) and a pattern of independent Gaussian noise with mean 0.5 and standard deviation
+#   0.25, clipped to $[0, 1]$, **deterministic in `seed`** (use a seeded
+#   `torch.Generator` or `numpy.random.RandomState`).
+
+# %% nbgrader={"grade": false, "grade_id": "triggers", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def make_bottom_right_trigger(image_shape=(3, 32, 32), size=3):
+    """BadNets' trigger: a size x size checkerboard in the bottom-right corner, alpha 1."""
+    ### BEGIN SOLUTION
+    c, h, w = image_shape
+    mask, pattern = torch.zeros(1, h, w), torch.zeros(c, h, w)
+    mask[:, h - size :, w - size :] = 1
+    pattern[:, h - size :, w - size :] = checkerboard(size)
+    return Trigger(mask, pattern, alpha=1.0, name="bottom-right")
+    ### END SOLUTION
+
+
+def make_four_corner_trigger(image_shape=(3, 32, 32), size=3):
+    """The checkerboard in all four corners, alpha 1."""
+    ### BEGIN SOLUTION
+    c, h, w = image_shape
+    mask, pattern = torch.zeros(1, h, w), torch.zeros(c, h, w)
+    board = checkerboard(size)
+    for rows, flip_rows in ((slice(0, size), False), (slice(h - size, h), True)):
+        for cols, flip_cols in ((slice(0, size), False), (slice(w - size, w), True)):
+            dims = [d for d, flip in ((0, flip_rows), (1, flip_cols)) if flip]
+            mask[:, rows, cols] = 1
+            pattern[:, rows, cols] = board.flip(dims) if dims else board
+    return Trigger(mask, pattern, alpha=1.0, name="four-corner")
+    ### END SOLUTION
+
+
+def make_gaussian_trigger(image_shape=(3, 32, 32), *, seed=0, alpha=0.2):
+    """Blend's trigger: full mask, N(0.5, 0.25^2) noise clipped to [0, 1], seeded."""
+    ### BEGIN SOLUTION
+    generator = torch.Generator().manual_seed(seed)
+    pattern = (0.5 + 0.25 * torch.randn(image_shape, generator=generator)).clamp(0, 1)
+    return Trigger(torch.ones(1, *image_shape[1:]), pattern, alpha=alpha, name="gaussian-noise")
+
+
+def checkerboard(size):
+    """A size x size board: 1 where row + column is even, else 0."""
+    idx = torch.arange(size)
+    return ((idx[:, None] + idx[None, :]) % 2 == 0).float()
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "test_triggers_visible", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+t = make_bottom_right_trigger()
+assert isinstance(t, Trigger), "return a labsupport.backdoor.Trigger"
+assert t.pattern.shape == (3, 32, 32) and t.mask.shape[-2:] == (32, 32), (
+    f"pattern {tuple(t.pattern.shape)}, mask {tuple(t.mask.shape)}: expected (3, 32, 32)")
+expected_region = torch.zeros(32, 32, dtype=torch.bool)
+expected_region[-3:, -3:] = True
+assert torch.equal(fx.trigger_region(t), expected_region), (
+    "the bottom-right trigger's mask must cover exactly the last 3 rows and columns")
+assert torch.equal(t.pattern[:, -3:, -3:], bd.checkerboard(3).expand(3, 3, 3)), (
+    f"the patch must be the checkerboard {bd.checkerboard(3).tolist()} in every channel; "
+    f"got {t.pattern[0, -3:, -3:].tolist()}")
+assert t.alpha == 1, f"BadNets pastes the trigger: alpha 1, got {t.alpha}"
+t4 = make_four_corner_trigger()
+region = fx.trigger_region(t4)
+assert int(region.sum()) == 36 and all(
+    bool(region[r, c].all()) for r in (slice(0, 3), slice(29, 32)) for c in (slice(0, 3), slice(29, 32))
+), "the four-corner trigger's mask must cover exactly a 3x3 patch in each corner"
+assert t4.alpha == 1
+g1, g2 = make_gaussian_trigger(seed=0), make_gaussian_trigger(seed=0)
+assert torch.equal(g1.pattern, g2.pattern), "the Gaussian pattern must be deterministic in seed"
+assert bool((g1.mask == 1).all()) and g1.alpha == 0.2, "Blend: a full mask, alpha 0.2"
+print("triggers: visible tests passed")
+
+# %% nbgrader={"grade": true, "grade_id": "test_triggers_hidden", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+# Hidden tests (run when your notebook is graded).
+### BEGIN HIDDEN TESTS
+for shape, size in (((3, 16, 24), 5), ((1, 12, 12), 3)):
+    c, h, w = shape
+    t = make_bottom_right_trigger(shape, size=size)
+    assert t.pattern.shape == shape
+    region = torch.zeros(h, w, dtype=torch.bool)
+    region[h - size :, w - size :] = True
+    assert torch.equal(fx.trigger_region(t), region)
+    assert torch.equal(t.pattern[:, h - size :, w - size :], bd.checkerboard(size).expand(c, -1, -1))
+    t4 = make_four_corner_trigger(shape, size=size)
+    reference = bd.four_corner_trigger(size=size, image_shape=shape)
+    assert torch.equal(fx.trigger_region(t4), fx.trigger_region(reference))
+    on = fx.trigger_region(reference).expand(c, -1, -1)
+    assert torch.equal(t4.pattern[on], reference.pattern[on])
+g = make_gaussian_trigger((3, 32, 32), seed=3, alpha=0.5)
+assert g.alpha == 0.5 and not torch.equal(g.pattern, make_gaussian_trigger(seed=4).pattern)
+assert 0.45 < float(g.pattern.mean()) < 0.55 and 0.18 < float(g.pattern.std()) < 0.3
+assert not torch.equal(g.pattern[0], g.pattern[1]), "independent noise in each channel"
+assert make_gaussian_trigger((1, 8, 8), seed=0).pattern.shape == (1, 8, 8)
+### END HIDDEN TESTS
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "stamp_intro", "locked": true, "schema_version": 3, "solution": false, "task": false}
+# ## 2. Stamping
+#
+# **Task.** Write `stamp(x, trigger)` for a batch `x` of images shaped `(N, C, H, W)` in
+# $[0, 1]$: return $x' = (1 - m) \odot x + m \odot ((1 - \alpha) x + \alpha p)$ as a **new**
+# tensor (never modify `x`), on `x`'s device (move the trigger's tensors there), for a mask
+# of 1 or `C` channels (broadcasting does it).
+
+# %% nbgrader={"grade": false, "grade_id": "stamp", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def stamp(x, trigger):
+    """Stamp ``trigger`` on every image of the batch ``x``; return a new tensor."""
+    ### BEGIN SOLUTION
+    m = trigger.mask.to(device=x.device, dtype=x.dtype)
+    p = trigger.pattern.to(device=x.device, dtype=x.dtype)
+    a = trigger.alpha
+    return (1 - m) * x + m * ((1 - a) * x + a * p)
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "test_stamp_visible", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+x = fx.images(8)
+x_before = x.clone()
+t = fx.soft_trigger(alpha=0.3)  # a fractional mask and opacity
+out = stamp(x, t)
+m, p, a = t.mask, t.pattern, t.alpha
+fx.assert_close(out, (1 - m) * x + m * ((1 - a) * x + a * p), what="stamp(x, trigger)")
+assert torch.equal(x, x_before), "stamp must not modify x"
+print("stamp: visible tests passed")
+
+# %% nbgrader={"grade": true, "grade_id": "test_stamp_hidden", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+# Hidden tests (run when your notebook is graded).
+### BEGIN HIDDEN TESTS
+x = fx.images(5, seed=3)
+t = fx.soft_trigger(alpha=0.7, per_channel=True, seed=4)
+m, p, a = t.mask, t.pattern, t.alpha
+fx.assert_close(stamp(x, t), (1 - m) * x + m * ((1 - a) * x + a * p), what="per-channel mask")
+t = bd.bottom_right_trigger(image_shape=fx.IMAGE_SHAPE)
+out = stamp(x, t)
+assert torch.equal(out[:, :, -3:, -3:], t.pattern[:, -3:, -3:].expand(5, -1, -1, -1))
+assert torch.equal(out[:, :, :-3], x[:, :, :-3])
+assert torch.equal(stamp(x, t.with_alpha(0.0)), x)
+assert stamp(x[:1], t).shape == (1, *fx.IMAGE_SHAPE)
+### END HIDDEN TESTS
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "poison_intro", "locked": true, "schema_version": 3, "solution": false, "task": false}
+# ## 3. Poisoning a training set
+#
+# **Task.** Write `poison_dataset(x, y, trigger, *, target, rate, eligible="non-target",
+# relabel=True, transform=None, seed=0)` returning `(x_poisoned, y_poisoned, indices)`:
+#
+# - poison `round(rate * len(x))` samples (`rate` is a fraction of the *whole* set), drawn
+#   without replacement, reproducibly from `seed`, among the *eligible* ones:
+#   `eligible="non-target"` (BadNets, Blend) means the samples whose label is not `target`;
+#   `eligible="target"` (clean-label) the samples whose label is `target`;
+# - each poisoned image is first passed through `transform(images, labels)` when one is
+#   given (the clean-label attack's adversarial perturbation; it gets the chosen images and
+#   their labels and returns images), then stamped with your `stamp`;
+# - with `relabel=True` the poisoned samples get the label `target`; with `relabel=False`
+#   they keep theirs;
+# - every other sample is unchanged, `x` and `y` themselves are never modified, and
+#   `indices` (a 1-d integer tensor) lists the poisoned samples;
+# - raise a `ValueError` (saying what is wrong) when `rate` is outside $[0, 1]$, when
+#   `target` is not one of the labels in `y`, or when fewer samples are eligible than the
+#   rate asks for.
+
+# %% nbgrader={"grade": false, "grade_id": "poison_dataset", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def poison_dataset(x, y, trigger, *, target, rate, eligible="non-target", relabel=True,
+                   transform=None, seed=0):
+    """Poison a fraction ``rate`` of (x, y); return (x_poisoned, y_poisoned, indices)."""
+    ### BEGIN SOLUTION
+    if not 0 <= rate <= 1:
+        raise ValueError(f"rate must be a fraction in [0, 1]; got {rate}")
+    if not bool((y == target).any()):
+        raise ValueError(f"unknown target class {target}: the labels are {y.unique().tolist()}")
+    if eligible == "non-target":
+        candidates = torch.nonzero(y != target).flatten()
+    elif eligible == "target":
+        candidates = torch.nonzero(y == target).flatten()
+    else:
+        raise ValueError(f"eligible must be 'non-target' or 'target'; got {eligible!r}")
+    n_poison = round(rate * len(x))
+    if n_poison > len(candidates):
+        raise ValueError(f"rate {rate} asks for {n_poison} samples; only "
+                         f"{len(candidates)} are eligible")
+    generator = torch.Generator().manual_seed(seed)
+    indices = candidates[torch.randperm(len(candidates), generator=generator)[:n_poison]]
+    x_poisoned, y_poisoned = x.clone(), y.clone()
+    images = x[indices]
+    if transform is not None:
+        images = transform(images, y[indices])
+    x_poisoned[indices] = stamp(images, trigger)
+    if relabel:
+        y_poisoned[indices] = target
+    return x_poisoned, y_poisoned, indices
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "test_poison_dataset_visible", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+x, y = fx.images(200), fx.balanced_labels(200)
+x_before, y_before = x.clone(), y.clone()
+t = bd.bottom_right_trigger(image_shape=fx.IMAGE_SHAPE)
+xp, yp, idx = poison_dataset(x, y, t, target=1, rate=0.1, seed=0)
+idx = torch.as_tensor(idx).flatten().long()
+assert len(idx) == 20 and len(set(idx.tolist())) == 20, (
+    f"rate 0.1 of 200 samples: expected 20 distinct poisoned indices, got {idx.tolist()}")
+assert bool((y[idx] != 1).all()), "BadNets/Blend poison only samples whose label is not the target"
+assert bool((yp[idx] == 1).all()), "poisoned samples must be relabelled to the target"
+fx.assert_close(xp[idx], stamp(x[idx], t), what="poisoned images (stamped with your stamp)")
+clean = torch.ones(200, dtype=torch.bool)
+clean[idx] = False
+assert torch.equal(xp[clean], x[clean]) and torch.equal(yp[clean], y[clean]), (
+    "samples that are not poisoned must be unchanged")
+assert torch.equal(x, x_before) and torch.equal(y, y_before), "x and y must not be modified"
+print("poison_dataset: visible tests passed")
+
+# %% nbgrader={"grade": true, "grade_id": "test_poison_dataset_hidden", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
+# Hidden tests (run when your notebook is graded).
+### BEGIN HIDDEN TESTS
+x, y = fx.images(120, seed=5), fx.balanced_labels(120, seed=5)
+t = bd.gaussian_noise_trigger(image_shape=fx.IMAGE_SHAPE)
+_, _, idx = poison_dataset(x, y, t, target=3, rate=0.5, seed=1)
+idx = torch.as_tensor(idx).flatten().long()
+assert len(idx) == 60 and bool((y[idx] != 3).all())
+seen = {}
+
+
+def halve(images, labels):
+    seen["labels"] = labels.clone()
+    return images * 0.5
+
+
+xp, yp, idx = poison_dataset(x, y, t, target=2, rate=0.1, eligible="target", relabel=False,
+                             transform=halve, seed=0)
+idx = torch.as_tensor(idx).flatten().long()
+assert len(idx) == 12 and bool((y[idx] == 2).all()), "clean-label: only target-class samples"
+assert torch.equal(yp, y), "clean-label keeps every label"
+assert bool((seen["labels"] == 2).all())
+fx.assert_close(xp[idx], stamp(x[idx] * 0.5, t), what="transform, then stamp")
+_, _, a = poison_dataset(x, y, t, target=0, rate=0.2, seed=7)
+_, _, b = poison_dataset(x, y, t, target=0, rate=0.2, seed=7)
+_, _, c = poison_dataset(x, y, t, target=0, rate=0.2, seed=8)
+assert torch.equal(torch.as_tensor(a), torch.as_tensor(b)), "seeded: same seed, same samples"
+assert set(torch.as_tensor(a).tolist()) != set(torch.as_tensor(c).tolist())
+xp, yp, idx = poison_dataset(x, y, t, target=0, rate=0.0)
+assert len(torch.as_tensor(idx)) == 0 and torch.equal(xp, x)
+for kwargs in (dict(target=0, rate=1.5), dict(target=0, rate=-0.1), dict(target=9, rate=0.1),
+               dict(target=0, rate=0.5, eligible="target")):
+    try:
+        poison_dataset(x, y, t, **kwargs)
+    except ValueError:
+        pass
+    else:
+        raise AssertionError(f"poison_dataset(..., {kwargs}) must raise a ValueError")
+### END HIDDEN TESTS
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "attack_success_intro", "locked": true, "schema_version": 3, "solution": false, "task": false}
+# ## 4. Attack success rate
+#
+# The attack succeeds on a test image when the model classifies the *triggered* image as the
+# target. Images whose true label is the target would count as successes without any
+# backdoor, so they are **excluded**.
+#
+# **Task.** Write `attack_success_rate(model, x, y, trigger, *, target)`: the fraction (a
+# float) of the test images whose label is not `target` that `model` classifies as `target`
+# once stamped with `trigger`. The package's `predict(model, x)` returns predicted labels
+# (batched, on the model's device, in eval mode).
+
+# %% nbgrader={"grade": false, "grade_id": "attack_success", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def attack_success_rate(model, x, y, trigger, *, target):
+    """Fraction of triggered non-target test images classified as ``target``."""
+    ### BEGIN SOLUTION
+    keep = y != target
+    predictions = predict(model, stamp(x[keep], trigger))
+    return (predictions == target).float().mean().item()
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "test_attack_success_visible", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+t = bd.bottom_right_trigger(image_shape=fx.IMAGE_SHAPE)
+x, y = fx.oracle_data(40, marked=0.5)
+oracle = fx.BackdoorOracle(t, target=0)  # obeys the trigger on the marked images only
+assert evaluate(oracle, x, y) == 1.0
+marked = x[:, 1, 8, 8] > 0.5
+expected = marked[y != 0].float().mean().item()
+rate = attack_success_rate(oracle, x, y, t, target=0)
+assert abs(float(rate) - expected) < 1e-6, (
+    f"attack success {float(rate):.4f}, expected {expected:.4f} (the fraction of triggered "
+    "non-target images classified as the target); are target-class images excluded?")
+print("attack_success_rate: visible tests passed")
+
+# %% nbgrader={"grade": true, "grade_id": "test_attack_success_hidden", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+# Hidden tests (run when your notebook is graded).
+### BEGIN HIDDEN TESTS
+t = bd.four_corner_trigger(image_shape=fx.IMAGE_SHAPE)
+x, y = fx.oracle_data(60, marked=0.25, seed=2)
+x_before = x.clone()
+oracle = fx.BackdoorOracle(t, target=2)
+marked = x[:, 1, 8, 8] > 0.5
+expected = marked[y != 2].float().mean().item()
+rate = attack_success_rate(oracle, x, y, t, target=2)
+assert isinstance(float(rate), float) and abs(float(rate) - expected) < 1e-6
+assert torch.equal(x, x_before)
+assert attack_success_rate(fx.BackdoorOracle(t, target=1), x, y, t, target=2) == 0.0
+### END HIDDEN TESTS
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "clean_label_intro", "locked": true, "schema_version": 3, "solution": false, "task": false}
+# ## 5. The clean-label perturbation
+#
+# Turner et al. poison images of the target class *without* changing their labels. Stamped
+# as they are, such images teach the model little: their natural features already explain
+# their label. So each one is first perturbed, within an $L_\infty$ ball of radius
+# $\epsilon$, to *maximise the loss of a clean model on its true label* (PGD), which destroys
+# the natural evidence for its class; the model trained on the poisoned set must then use
+# the trigger to get these images right, and learns "trigger $\Rightarrow$ target".
+#
+# **Task.** Write `clean_label_perturb(model, x, y, *, eps, steps=10, restarts=3, seed=0)`:
+#
+# - run the package's `pgd(model, x, y, eps=eps, steps=steps, random_start=True,
+#   seed=...)` (L-inf, untargeted: it maximises the loss on `y`; leave its `early_stop` off,
+#   so every run takes all its steps);
+# - **restarts:** run it up to `restarts` times, each time from a new random start (a
+#   different seed derived from `seed`) and *from the clean images*, and **stop early**: a
+#   sample that the clean model misclassifies after a run keeps that run's result and is not
+#   attacked again; the samples never misclassified keep the last run's result;
+# - return the perturbed images (within `eps` of `x`, in $[0, 1]$); never modify `x`.
+#
+# (Why not stop *inside* a run at the first misclassified step? That gives images just
+# across the decision boundary, whose natural features still mostly say "target": with the
+# `cpu` profile, the attack success drops from about 95% to about 35%.)
+
+# %% nbgrader={"grade": false, "grade_id": "clean_label", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def clean_label_perturb(model, x, y, *, eps, steps=10, restarts=3, seed=0):
+    """PGD with restarts against ``model`` on the true labels ``y`` (Turner et al., 2019)."""
+    ### BEGIN SOLUTION
+    x_adv = x.clone()
+    todo = torch.arange(len(x))  # the samples not misclassified yet
+    for restart in range(restarts):
+        if len(todo) == 0:
+            break
+        candidate = pgd(model, x[todo], y[todo], eps=eps, steps=steps, random_start=True,
+                        seed=seed + restart)
+        x_adv[todo] = candidate
+        fooled = predict(model, candidate) != y[todo].cpu()
+        todo = todo[~fooled]
+    return x_adv
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "test_clean_label_visible", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+model = fx.mlp_classifier()
+x, y = fx.clean_label_data(model, 32)
+x_before = x.clone()
+eps = fx.CLEAN_LABEL_EPS  # some samples resist this budget
+x_adv = clean_label_perturb(model, x, y, eps=eps, steps=5, restarts=3, seed=0)
+assert x_adv.shape == x.shape and torch.equal(x, x_before), "return new images; keep x unchanged"
+gap = float((x_adv - x).abs().max())
+assert gap <= eps + 1e-6, f"the perturbation leaves the eps-ball: max |x_adv - x| = {gap:.4f} > {eps:.4f}"
+assert float(x_adv.min()) >= 0 and float(x_adv.max()) <= 1, "images must stay in [0, 1]"
+fooled = (predict(model, x_adv) != y).float().mean().item()
+assert fooled >= 0.6, f"only {fooled:.0%} of the images are misclassified by the clean model"
+print("clean_label_perturb: visible tests passed")
+
+# %% nbgrader={"grade": true, "grade_id": "test_clean_label_hidden", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
+# Hidden tests (run when your notebook is graded).
+### BEGIN HIDDEN TESTS
+model = fx.mlp_classifier(seed=1)
+x, y = fx.clean_label_data(model, 24, seed=1)
+eps = fx.CLEAN_LABEL_EPS
+x_adv = clean_label_perturb(model, x, y, eps=eps, steps=4, restarts=5, seed=3)
+assert float((x_adv - x).abs().max()) <= eps + 1e-6
+assert float(x_adv.min()) >= 0 and float(x_adv.max()) <= 1
+assert torch.equal(clean_label_perturb(model, x, y, eps=eps, steps=4, restarts=5, seed=3), x_adv)
+one = (predict(model, clean_label_perturb(model, x, y, eps=eps, steps=4, restarts=1, seed=3))
+       != y).float().mean().item()
+five = (predict(model, x_adv) != y).float().mean().item()
+assert five >= one, "more restarts must never misclassify fewer images"
+# Early stop: once every image is misclassified, later restarts attack nothing.
+counted = fx.CountingModel(model)
+clean_label_perturb(counted, x, y, eps=0.5, steps=4, restarts=1, seed=0)
+single = counted.images_seen
+counted.images_seen = 0
+clean_label_perturb(counted, x, y, eps=0.5, steps=4, restarts=6, seed=0)
+assert counted.images_seen <= 1.5 * single, (
+    f"restarts must stop for misclassified images ({counted.images_seen} vs {single} images seen)")
+### END HIDDEN TESTS
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "attacks_intro", "locked": true, "schema_version": 3, "solution": false, "task": false}
+# ## 6. The attacks
+#
+# Four models with the same architecture, recipe and seed: one trained on the clean training
+# set, and one per attack trained on a poisoned copy (poison rate `poison_rate` of the whole
+# training set). The clean model is also the one the clean-label attack perturbs against.
+# Attack success is measured on the test set without its target-class images.
+
+# %% nbgrader={"grade": false, "grade_id": "train_attacks", "locked": true, "schema_version": 3, "solution": false, "task": false}
+def train_model(x, y):
+    """A fresh SimpleCNN trained with the course recipe (same seed for every model)."""
+    seed_everything(seed)
+    model = SimpleCNN(num_classes=DATA.num_classes, channels=SIZES["channels"],
+                      hidden=SIZES["hidden"]).to(DEVICE)
+    train_standard(model, x, y, epochs=SIZES["epochs"], seed=seed)
+    return model.eval()
+
+
+TRIGGERS = {
+    "BadNets": make_bottom_right_trigger(IMAGE_SHAPE),
+    "Blend": make_gaussian_trigger(IMAGE_SHAPE, seed=seed, alpha=blend_alpha),
+    "Clean-label": make_four_corner_trigger(IMAGE_SHAPE),
+}
+with Timer(DEVICE) as timer:
+    CLEAN_MODEL = train_model(X_TRAIN, Y_TRAIN)
+print(f"clean model trained in {timer.seconds:.1f} s")
+
+
+def perturb_against_clean_model(images, labels):
+    return clean_label_perturb(CLEAN_MODEL, images, labels, eps=clean_label_eps,
+                               steps=clean_label_steps, restarts=clean_label_restarts, seed=seed)
+
+
+POISONED = {
+    "BadNets": poison_dataset(X_TRAIN, Y_TRAIN, TRIGGERS["BadNets"], target=target,
+                              rate=poison_rate, seed=seed),
+    "Blend": poison_dataset(X_TRAIN, Y_TRAIN, TRIGGERS["Blend"], target=target,
+                            rate=poison_rate, seed=seed),
+    "Clean-label": poison_dataset(X_TRAIN, Y_TRAIN, TRIGGERS["Clean-label"], target=target,
+                                  rate=poison_rate, eligible="target", relabel=False,
+                                  transform=perturb_against_clean_model, seed=seed),
+}
+MODELS = {}
+for name, (xp, yp, idx) in POISONED.items():
+    with Timer(DEVICE) as timer:
+        MODELS[name] = train_model(xp, yp)
+    print(f"{name}: {len(idx)} poisoned samples, trained in {timer.seconds:.1f} s")
+
+CLEAN_ACCURACY = evaluate(CLEAN_MODEL, X_TEST, Y_TEST)
+ATTACKS = {}
+for name, model in MODELS.items():
+    ATTACKS[name] = {
+        "clean_accuracy": evaluate(model, X_TEST, Y_TEST),
+        "attack_success": attack_success_rate(model, X_TEST, Y_TEST, TRIGGERS[name], target=target),
+        "clean_model_attack_success": attack_success_rate(CLEAN_MODEL, X_TEST, Y_TEST,
+                                                          TRIGGERS[name], target=target),
+    }
+print(f"{'model':>12} | {'clean accuracy':>14} | {'attack success':>14} | "
+      f"{'(clean model)':>13}")
+print(f"{'clean':>12} | {CLEAN_ACCURACY:>14.3f} | {'':>14} |")
+for name, row in ATTACKS.items():
+    print(f"{name:>12} | {row['clean_accuracy']:>14.3f} | {row['attack_success']:>14.3f} | "
+          f"{row['clean_model_attack_success']:>13.3f}")
+
+# %% nbgrader={"grade": false, "grade_id": "plot_triggers", "locked": true, "schema_version": 3, "solution": false, "task": false}
+fig, axes = plt.subplots(2, 4, figsize=(9, 4.6))
+example = X_TRAIN[:1]
+panels = [("clean image", example[0])]
+for name in TRIGGERS:
+    xp, _, idx = POISONED[name]
+    panels.append((f"{name} poisoned", xp[idx[0]]))
+panels.append(("clean-label source", X_TRAIN[POISONED["Clean-label"][2][0]]))
+for name, trigger in TRIGGERS.items():
+    panels.append((f"{name} trigger (alpha {trigger.alpha:g})",
+                   (trigger.mask * trigger.pattern).expand(IMAGE_SHAPE)))
+for ax, (title, image) in zip(axes.flat, panels, strict=True):
+    ax.imshow(image.detach().cpu().permute(1, 2, 0).clamp(0, 1).numpy(), interpolation="nearest")
+    ax.set_title(title, fontsize=8)
+    ax.axis("off")
+fig.suptitle("Triggers and poisoned training images")
+fig.tight_layout()
+save_figure(fig, "backdoor-triggers", caption=CAPTION)
+plt.show()
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "anp_intro", "locked": true, "schema_version": 3, "solution": false, "task": false}
+# ## 7. Adversarial Neuron Pruning
+#
+# **Neurons.** In each convolutional block of the network a batch-norm layer computes, for
+# channel $k$, $\;w_k \hat z_k + b_k$ (with $\hat z_k$ the normalised convolution output).
+# These channels are ANP's *neurons*; `neuron_layers(model)` (below) lists the BN layers by
+# name. ANP gives every neuron a mask value $m_k \in [0, 1]$ and perturbs it
+# *multiplicatively*:
+#
+# $$ w_k \hat z_k + b_k \;\longrightarrow\; w_k (m_k + \delta_k)\, \hat z_k + b_k (1 + \xi_k),
+#    \qquad |\delta_k|, |\xi_k| \le \epsilon. $$
+#
+# **Objective.** With only a small clean set $D$, ANP learns the mask by
+#
+# $$ \min_{m \in [0,1]^n} \;\; \alpha\, \mathcal{L}_D(m, 0, 0) \;+\; (1 - \alpha)
+#    \max_{\|\delta\|_\infty, \|\xi\|_\infty \le \epsilon} \mathcal{L}_D(m, \delta, \xi), $$
+#
+# the natural loss (weight $\alpha$) traded against the loss under the worst neuron
+# perturbation (weight $1 - \alpha$). Neurons that carry the backdoor are the ones whose
+# perturbation most easily flips clean predictions to the target class; the robust loss
+# drives their masks to 0. Finally, every neuron whose mask is **below** a threshold is
+# pruned: its weight $w_k$ is set to 0 (its bias stays, as in the authors' code).
+#
+# **The lab's choices**, following the authors' reference code (`csdongxian/ANP_backdoor`):
+# one signed-gradient ascent step of size $\epsilon$ from a uniform random start per
+# minibatch (`anp_steps = 1`); defaults $\epsilon = 0.4$, $\alpha = 0.2$, threshold 0.2;
+# the mask starts at 1 and is trained by SGD (learning rate 0.2, momentum 0.9) and clipped
+# to $[0, 1]$ after every step; minibatches of 128 from 500 clean images (the authors use 1%
+# of CIFAR-10's training set and 2,000 iterations; the `cpu` and `smoke` profiles use fewer
+# iterations). As in the reference, the mask is learned with the network in *training mode*
+# (batch-norm layers normalise with the minibatch's statistics, which keeps a perturbation
+# of one layer from blowing up through the next), on a copy, so the model itself is never
+# changed. The clean split is the only data ANP sees: the test set is used to *report*
+# results, never to choose anything.
+
+# %% nbgrader={"grade": false, "grade_id": "neuron_layers", "locked": true, "schema_version": 3, "solution": false, "task": false}
+def neuron_layers(model):
+    """The model's BatchNorm2d layers by name (e.g. 'conv1.1'): their channels are the neurons."""
+    return {name: module for name, module in model.named_modules()
+            if isinstance(module, nn.BatchNorm2d)}
+
+
+print({name: layer.num_features for name, layer in neuron_layers(CLEAN_MODEL).items()})
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "anp_perturb_intro", "locked": true, "schema_version": 3, "solution": false, "task": false}
+# ### 7a. The perturbed network and the adversarial neuron perturbation
+#
+# A mask is a dict `{layer name: tensor of shape (num_features,)}`; a perturbation is a dict
+# `{layer name: (delta, xi)}` of two such tensors.
+#
+# **Task.** Write
+#
+# - `anp_forward(model, x, mask, noise=None)`: the logits of `model` on `x` when every
+#   neuron computes with weight `w * (mask + delta)` and bias `b * (1 + xi)`, or, without
+#   `noise`, with weight `w * mask` and bias `b`. Do not change the model's parameters: run
+#   it with substituted parameters, e.g. `torch.func.functional_call(model, {"conv1.1.weight":
+#   ..., "conv1.1.bias": ...}, (x,))`, so gradients flow back to the mask and the noise.
+# - `anp_perturb(model, x, y, mask, *, eps, steps=1, generator=None)`: the adversarial
+#   neuron perturbation for the minibatch `(x, y)`: start `delta` and `xi` uniform in
+#   $[-\epsilon, \epsilon]$ (drawn from `generator`, a seeded `torch.Generator` on the CPU),
+#   then take `steps` ascent steps on the cross-entropy of `anp_forward(model, x, mask,
+#   noise)`: add `eps / steps` times the sign of the gradient and clip to
+#   $[-\epsilon, \epsilon]$. The mask is a constant here. Return `{name: (delta, xi)}`,
+#   detached.
+
+# %% nbgrader={"grade": false, "grade_id": "anp_perturb", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def anp_forward(model, x, mask, noise=None):
+    """Logits of ``model`` on ``x`` with masked (and perturbed) neurons."""
+    ### BEGIN SOLUTION
+    params = {}
+    for name, layer in neuron_layers(model).items():
+        if noise is None:
+            params[f"{name}.weight"] = layer.weight * mask[name]
+        else:
+            delta, xi = noise[name]
+            params[f"{name}.weight"] = layer.weight * (mask[name] + delta)
+            params[f"{name}.bias"] = layer.bias * (1 + xi)
+    return torch.func.functional_call(model, params, (x,))
+    ### END SOLUTION
+
+
+def anp_perturb(model, x, y, mask, *, eps, steps=1, generator=None):
+    """The adversarial neuron perturbation {name: (delta, xi)} within [-eps, eps]."""
+    ### BEGIN SOLUTION
+    mask = {name: m.detach() for name, m in mask.items()}
+    noise = {}
+    for name, m in mask.items():
+        start = torch.rand((2, len(m)), generator=generator).to(m.device) * 2 - 1
+        noise[name] = (start[0] * eps, start[1] * eps)
+    for _ in range(steps):
+        flat = [t.requires_grad_(True) for pair in noise.values() for t in pair]
+        loss = F.cross_entropy(anp_forward(model, x, mask, noise), y)
+        grads = torch.autograd.grad(loss, flat)
+        with torch.no_grad():
+            moved = [(t + eps / steps * g.sign()).clamp(-eps, eps) for t, g in zip(flat, grads)]
+        noise = {name: (moved[2 * i], moved[2 * i + 1]) for i, name in enumerate(noise)}
+    return {name: (delta.detach(), xi.detach()) for name, (delta, xi) in noise.items()}
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "test_anp_perturb_visible", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+model = fx.bn_cnn()
+x, y = fx.anp_data(model)
+state = fx.model_state(model)
+layers = fx.neuron_layers(model)
+g = torch.Generator().manual_seed(0)
+mask = {n: torch.rand(l.num_features, generator=g) for n, l in layers.items()}
+noise = {n: (torch.rand(l.num_features, generator=g) - 0.5, torch.rand(l.num_features, generator=g) - 0.5)
+         for n, l in layers.items()}
+ones = {n: torch.ones(l.num_features) for n, l in layers.items()}
+with torch.no_grad():
+    fx.assert_close(anp_forward(model, x, ones), model(x), what="anp_forward with mask 1", atol=1e-5)
+    fx.assert_close(anp_forward(model, x, mask), fx.perturbed_copy(model, mask)(x),
+                    what="anp_forward(model, x, mask): weights w * mask", atol=1e-5)
+    fx.assert_close(anp_forward(model, x, mask, noise), fx.perturbed_copy(model, mask, noise)(x),
+                    what="anp_forward with noise: w * (mask + delta), b * (1 + xi)", atol=1e-5)
+eps = 0.3
+adv = anp_perturb(model, x, y, ones, eps=eps, generator=torch.Generator().manual_seed(0))
+assert set(adv) == set(layers), f"one (delta, xi) per BN layer {sorted(layers)}; got {sorted(adv)}"
+for name, (delta, xi) in adv.items():
+    assert delta.shape == xi.shape == (layers[name].num_features,)
+    worst = max(float(delta.abs().max()), float(xi.abs().max()))
+    assert worst <= eps + 1e-6, f"{name}: the perturbation leaves [-eps, eps] (max {worst:.3f})"
+with torch.no_grad():
+    natural = fx.cross_entropy(model(x), y)
+    robust = fx.cross_entropy(fx.perturbed_copy(model, ones, adv)(x), y)
+assert robust > natural, f"the perturbation must increase the loss ({robust:.3f} <= {natural:.3f})"
+for key, value in fx.model_state(model).items():
+    assert torch.equal(value, state[key]), f"the model's {key} changed"
+print("anp_forward, anp_perturb: visible tests passed")
+
+# %% nbgrader={"grade": true, "grade_id": "test_anp_perturb_hidden", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
+# Hidden tests (run when your notebook is graded).
+### BEGIN HIDDEN TESTS
+model = fx.bn_cnn(seed=2, width=(5, 7))
+x, y = fx.anp_data(model, seed=2)
+layers = fx.neuron_layers(model)
+half = {n: torch.full((l.num_features,), 0.5) for n, l in layers.items()}
+for steps, eps in ((1, 0.2), (4, 0.25)):
+    adv = anp_perturb(model, x, y, half, eps=eps, steps=steps,
+                      generator=torch.Generator().manual_seed(1))
+    for delta, xi in adv.values():
+        assert float(delta.abs().max()) <= eps + 1e-6 and float(xi.abs().max()) <= eps + 1e-6
+    with torch.no_grad():
+        robust = fx.cross_entropy(fx.perturbed_copy(model, half, adv)(x), y)
+        g = torch.Generator().manual_seed(5)
+        random_losses = []
+        for _ in range(8):
+            rnd = {n: ((torch.rand(l.num_features, generator=g) * 2 - 1) * eps,
+                       (torch.rand(l.num_features, generator=g) * 2 - 1) * eps)
+                   for n, l in layers.items()}
+            random_losses.append(fx.cross_entropy(fx.perturbed_copy(model, half, rnd)(x), y))
+    assert robust > max(random_losses), "the perturbation must beat random ones of the same size"
+zero = anp_perturb(model, x, y, half, eps=0.0, generator=torch.Generator().manual_seed(1))
+assert all(float(d.abs().max()) == 0 and float(s.abs().max()) == 0 for d, s in zero.values())
+a = anp_perturb(model, x, y, half, eps=0.2, generator=torch.Generator().manual_seed(9))
+b = anp_perturb(model, x, y, half, eps=0.2, generator=torch.Generator().manual_seed(9))
+assert all(torch.equal(a[n][0], b[n][0]) and torch.equal(a[n][1], b[n][1]) for n in a)
+### END HIDDEN TESTS
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "anp_mask_intro", "locked": true, "schema_version": 3, "solution": false, "task": false}
+# ### 7b. Learning the mask
+#
+# **Task.** Write `anp_mask(model, x, y, *, eps, alpha, iters, lr=0.2, batch_size=128,
+# steps=1, seed=0)` returning `{layer name: mask}`:
+#
+# - work on a copy of the model in training mode (`copy.deepcopy(model).train()`), so the
+#   model you were given is not changed (not even its batch-norm statistics);
+# - start every mask at 1 (a tensor that requires gradients) with an SGD optimizer
+#   (`lr`, momentum 0.9) over the masks only;
+# - for `iters` iterations, take the next minibatch of a seeded shuffled pass over `(x, y)`
+#   (`make_loader(x, y, batch_size=batch_size, shuffle=True, seed=seed)`, restarted when it
+#   runs out), compute the adversarial perturbation with your `anp_perturb` (one
+#   `torch.Generator().manual_seed(seed)` for the whole run), then the loss
+#   `alpha * natural + (1 - alpha) * robust` (cross-entropies of `anp_forward` without and
+#   with the perturbation), take an optimizer step on the masks and clip them to $[0, 1]$;
+# - return the masks, detached.
+
+# %% nbgrader={"grade": false, "grade_id": "anp_mask", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def anp_mask(model, x, y, *, eps, alpha, iters, lr=0.2, batch_size=128, steps=1, seed=0):
+    """Learn ANP's neuron masks on the clean data (x, y)."""
+    ### BEGIN SOLUTION
+    model = copy.deepcopy(model).train()
+    device = next(model.parameters()).device
+    masks = {name: torch.ones(layer.num_features, device=device, requires_grad=True)
+             for name, layer in neuron_layers(model).items()}
+    optimizer = torch.optim.SGD(list(masks.values()), lr=lr, momentum=0.9)
+    generator = torch.Generator().manual_seed(seed)
+    loader = make_loader(x, y, batch_size=batch_size, shuffle=True, seed=seed)
+    batches = iter(loader)
+    for _ in range(iters):
+        try:
+            xb, yb = next(batches)
+        except StopIteration:
+            batches = iter(loader)
+            xb, yb = next(batches)
+        xb, yb = xb.to(device), yb.to(device)
+        noise = anp_perturb(model, xb, yb, masks, eps=eps, steps=steps, generator=generator)
+        natural = F.cross_entropy(anp_forward(model, xb, masks), yb)
+        robust = F.cross_entropy(anp_forward(model, xb, masks, noise), yb)
+        loss = alpha * natural + (1 - alpha) * robust
+        optimizer.zero_grad()
+        grads = torch.autograd.grad(loss, list(masks.values()))
+        for m, grad in zip(masks.values(), grads):
+            m.grad = grad
+        optimizer.step()
+        with torch.no_grad():
+            for m in masks.values():
+                m.clamp_(0, 1)
+    return {name: m.detach() for name, m in masks.items()}
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "test_anp_mask_visible", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+model = fx.bn_cnn()
+x, y = fx.anp_data(model, 48)
+state = fx.model_state(model)
+layers = fx.neuron_layers(model)
+masks = anp_mask(model, x, y, eps=0.3, alpha=0.2, iters=12, lr=0.5, batch_size=16, seed=0)
+assert set(masks) == set(layers), f"one mask per BN layer {sorted(layers)}; got {sorted(masks)}"
+for name, m in masks.items():
+    assert m.shape == (layers[name].num_features,), f"{name}: mask shape {tuple(m.shape)}"
+    assert float(m.min()) >= 0 and float(m.max()) <= 1, (
+        f"{name}: masks must stay in [0, 1]; got [{float(m.min()):.3f}, {float(m.max()):.3f}]")
+assert any(float(m.min()) < 1 for m in masks.values()), "the masks never moved from 1"
+for key, value in fx.model_state(model).items():
+    assert torch.equal(value, state[key]), f"anp_mask changed the model's {key}"
+print("anp_mask: visible tests passed")
+
+# %% nbgrader={"grade": true, "grade_id": "test_anp_mask_hidden", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
+# Hidden tests (run when your notebook is graded).
+### BEGIN HIDDEN TESTS
+model = fx.bn_cnn(seed=3, width=(5, 6))
+x, y = fx.anp_data(model, 32, seed=3)
+kwargs = dict(alpha=1.0, iters=8, lr=0.3, batch_size=64, seed=1)  # full batches
+natural_only = anp_mask(model, x, y, eps=0.0, **kwargs)
+for name, m in natural_only.items():
+    assert float(m.min()) >= 0 and float(m.max()) <= 1
+# alpha = 1 weighs only the natural loss: the perturbation's size must not matter.
+with_eps = anp_mask(model, x, y, eps=0.4, **kwargs)
+for name in natural_only:
+    fx.assert_close(with_eps[name], natural_only[name], what=f"{name} with alpha=1", atol=1e-4)
+# alpha < 1 uses the robust loss: the perturbation's size matters.
+robust_a = anp_mask(model, x, y, eps=0.4, alpha=0.2, iters=8, lr=0.3, batch_size=64, seed=1)
+robust_b = anp_mask(model, x, y, eps=0.4, alpha=0.2, iters=8, lr=0.3, batch_size=64, seed=1)
+assert all(torch.equal(robust_a[n], robust_b[n]) for n in robust_a), "seeded: same masks"
+assert any(float((robust_a[n] - natural_only[n]).abs().max()) > 1e-3 for n in robust_a)
+for m in robust_a.values():
+    assert float(m.min()) >= 0 and float(m.max()) <= 1
+### END HIDDEN TESTS
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "anp_prune_intro", "locked": true, "schema_version": 3, "solution": false, "task": false}
+# ### 7c. Pruning
+#
+# **Task.** Write `anp_prune(model, mask, threshold)`: a pruned **copy** of `model` in which
+# every neuron whose mask is below `threshold` (strictly) has its batch-norm weight set to 0;
+# everything else (the other weights, all biases, the batch-norm statistics) is unchanged,
+# and so is `model` itself.
+
+# %% nbgrader={"grade": false, "grade_id": "anp_prune", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def anp_prune(model, mask, threshold):
+    """A copy of ``model`` with the neurons whose mask is below ``threshold`` pruned."""
+    ### BEGIN SOLUTION
+    pruned = copy.deepcopy(model)
+    layers = neuron_layers(pruned)
+    with torch.no_grad():
+        for name, m in mask.items():
+            layers[name].weight[m.to(layers[name].weight.device) < threshold] = 0
+    return pruned
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "test_anp_prune_visible", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+model = fx.bn_cnn()
+state = fx.model_state(model)
+layers = fx.neuron_layers(model)
+g = torch.Generator().manual_seed(0)
+mask = {n: torch.rand(l.num_features, generator=g) for n, l in layers.items()}
+pruned = anp_prune(model, mask, 0.4)
+pruned_state = fx.model_state(pruned)
+for name in layers:
+    weight = state[f"{name}.weight"]
+    expected = torch.where(mask[name] < 0.4, torch.zeros_like(weight), weight)
+    assert torch.equal(pruned_state[f"{name}.weight"], expected), (
+        f"{name}: exactly the neurons with mask < 0.4 must have weight 0")
+for key, value in state.items():
+    if not (key.endswith(".weight") and key.rsplit(".", 1)[0] in layers):
+        assert torch.equal(pruned_state[key], value), f"pruning must not change {key}"
+for key, value in fx.model_state(model).items():
+    assert torch.equal(value, state[key]), f"anp_prune changed the original model's {key}"
+print("anp_prune: visible tests passed")
+
+# %% nbgrader={"grade": true, "grade_id": "test_anp_prune_hidden", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+# Hidden tests (run when your notebook is graded).
+### BEGIN HIDDEN TESTS
+model = fx.bn_cnn(seed=4)
+state = fx.model_state(model)
+layers = fx.neuron_layers(model)
+x, _ = fx.anp_data(model, 8)
+mask = {n: torch.linspace(0, 1, l.num_features) for n, l in layers.items()}
+with torch.no_grad():
+    assert torch.equal(anp_prune(model, mask, 0.0).eval()(x), model(x)), "threshold 0 prunes nothing"
+everything = fx.model_state(anp_prune(model, mask, 1.01))
+assert all(float(everything[f"{n}.weight"].abs().max()) == 0 for n in layers)
+at = {n: torch.full((l.num_features,), 0.5) for n, l in layers.items()}
+kept = fx.model_state(anp_prune(model, at, 0.5))
+assert all(torch.equal(kept[f"{n}.weight"], state[f"{n}.weight"]) for n in layers), (
+    "a mask equal to the threshold is not below it")
+for key, value in fx.model_state(model).items():
+    assert torch.equal(value, state[key])
+### END HIDDEN TESTS
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "anp_experiment_intro", "locked": true, "schema_version": 3, "solution": false, "task": false}
+# ## 8. ANP against the three attacks
+#
+# For each backdoored model: learn the masks on the clean split with the default $\alpha$
+# and prune at every threshold of the sweep; then learn the masks for every $\alpha$ of the
+# sweep and prune at the default threshold. Clean accuracy and attack success are measured
+# on the test set (and clean accuracy on the clean split too: the only number a defender
+# could look at).
+
+# %% nbgrader={"grade": false, "grade_id": "anp_experiment", "locked": true, "schema_version": 3, "solution": false, "task": false}
+def measure(model, name):
+    return {"clean_accuracy": evaluate(model, X_TEST, Y_TEST),
+            "attack_success": attack_success_rate(model, X_TEST, Y_TEST, TRIGGERS[name],
+                                                  target=target),
+            "clean_split_accuracy": evaluate(model, X_CLEAN, Y_CLEAN)}
+
+
+def learn_mask(model, alpha):
+    return anp_mask(model, X_CLEAN, Y_CLEAN, eps=anp_eps, alpha=alpha, iters=SIZES["anp_iters"],
+                    lr=anp_lr, batch_size=SIZES["anp_batch"], seed=seed)
+
+
+def pruned_count(mask, threshold):
+    return int(sum(int((m < threshold).sum()) for m in mask.values()))
+
+
+ANP = {}
+for name, model in MODELS.items():
+    with Timer(DEVICE) as timer:
+        masks = {anp_alpha: learn_mask(model, anp_alpha)}
+    seconds = timer.seconds
+    by_threshold = [{"threshold": th, "pruned": pruned_count(masks[anp_alpha], th),
+                     **measure(anp_prune(model, masks[anp_alpha], th), name)}
+                    for th in SIZES["anp_thresholds"]]
+    by_alpha = []
+    for alpha in SIZES["anp_alphas"]:
+        if alpha not in masks:
+            masks[alpha] = learn_mask(model, alpha)
+        by_alpha.append({"alpha": alpha, "pruned": pruned_count(masks[alpha], anp_threshold),
+                         **measure(anp_prune(model, masks[alpha], anp_threshold), name)})
+    default = {"alpha": anp_alpha, "threshold": anp_threshold,
+               "pruned": pruned_count(masks[anp_alpha], anp_threshold),
+               **measure(anp_prune(model, masks[anp_alpha], anp_threshold), name)}
+    ANP[name] = {"default": default, "by_threshold": by_threshold, "by_alpha": by_alpha,
+                 "mask_seconds": seconds,
+                 "neurons": int(sum(len(m) for m in masks[anp_alpha].values()))}
+    print(f"{name}: masks learned in {seconds:.1f} s; at alpha {anp_alpha}, threshold "
+          f"{anp_threshold}: {default['pruned']} neurons pruned, clean accuracy "
+          f"{default['clean_accuracy']:.3f}, attack success {default['attack_success']:.3f}")
+
+# %% nbgrader={"grade": false, "grade_id": "anp_report", "locked": true, "schema_version": 3, "solution": false, "task": false}
+header = (f"{'attack':>12} | {'clean acc':>9} | {'ASR':>6} | {'ANP: pruned':>11} | "
+          f"{'clean acc':>9} | {'ASR':>6}")
+print(header)
+print("-" * len(header))
+print(f"{'(no attack)':>12} | {CLEAN_ACCURACY:>9.3f} | {'':>6} | {'':>11} | {'':>9} | {'':>6}")
+for name in MODELS:
+    row, anp = ATTACKS[name], ANP[name]["default"]
+    print(f"{name:>12} | {row['clean_accuracy']:>9.3f} | {row['attack_success']:>6.3f} | "
+          f"{anp['pruned']:>11d} | {anp['clean_accuracy']:>9.3f} | {anp['attack_success']:>6.3f}")
+
+for key, label, figure_name in (("by_threshold", "pruning threshold", "anp-vs-threshold"),
+                                ("by_alpha", "trade-off alpha", "anp-vs-alpha")):
+    fig, axes = plt.subplots(1, len(MODELS), figsize=(3.4 * len(MODELS), 3.2), sharey=True)
+    for ax, name in zip(np.atleast_1d(axes), MODELS, strict=True):
+        rows = ANP[name][key]
+        xs = [r["threshold" if key == "by_threshold" else "alpha"] for r in rows]
+        ax.plot(xs, [r["clean_accuracy"] for r in rows], "o-", label="clean accuracy")
+        ax.plot(xs, [r["attack_success"] for r in rows], "s-", color="C3", label="attack success")
+        ax.set_title(name)
+        ax.set_xlabel(label)
+        ax.set_ylim(-0.03, 1.03)
+    np.atleast_1d(axes)[0].legend(loc="center left")
+    fixed = (f"alpha = {anp_alpha}" if key == "by_threshold" else f"threshold = {anp_threshold}")
+    fig.suptitle(f"ANP (eps = {anp_eps}, {fixed}, {SIZES['anp_iters']} iterations)")
+    fig.tight_layout()
+    save_figure(fig, figure_name, caption=CAPTION)
+    plt.show()
+
+write_results(
+    {"target": target, "poison_rate": poison_rate, "blend_alpha": blend_alpha,
+     "clean_label": {"eps": clean_label_eps, "steps": clean_label_steps,
+                     "restarts": clean_label_restarts},
+     "anp": {"eps": anp_eps, "alpha": anp_alpha, "threshold": anp_threshold, "lr": anp_lr,
+             "iters": SIZES["anp_iters"], "batch_size": SIZES["anp_batch"],
+             "clean_split": len(X_CLEAN)},
+     "sizes": {k: SIZES[k] for k in ("n_train", "n_test", "n_clean", "epochs")},
+     "clean_model_accuracy": CLEAN_ACCURACY,
+     "attacks": {name: {**ATTACKS[name], "anp": ANP[name]} for name in MODELS}},
+    lab="lab5", profile=PROFILE, dataset=DATA.name, seed=seed, device=DEVICE)
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "questions", "locked": true, "schema_version": 3, "solution": false, "task": false}
+# ## 9. Questions for the write-up
+#
+# Answer in the cell below, using the table and the figures (`backdoor-triggers.pdf`,
+# `anp-vs-threshold.pdf`, `anp-vs-alpha.pdf`).
+#
+# 1. **Attacks.** Compare the three attacks' clean accuracy and attack success. Why does the
+#    clean-label attack need the adversarial perturbation, and why does it keep the labels?
+#    Which attack would you find first by looking at the training images, and why?
+# 2. **Excluding the target class.** What would the attack-success rate of the *clean*
+#    model be if target-class test images were counted?
+# 3. **The threshold.** How do clean accuracy and attack success change with the pruning
+#    threshold, for each attack? How would a defender, who has no triggered images, choose
+#    the threshold?
+# 4. **The trade-off $\alpha$.** What happens at $\alpha = 1$ (natural loss only) and at
+#    $\alpha = 0$ (robust loss only)? Why?
+# 5. **Limits.** For which attack does ANP work worst, and why might that be? What could an
+#    attacker who knows about ANP do?
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "answers", "locked": false, "points": 5, "schema_version": 3, "solution": true, "task": false}
+# 1. All three reach high attack success with almost no loss of clean accuracy. Stamped
+#    target-class images keep their natural features, which already explain their label, so
+#    the model need not learn the trigger; the adversarial perturbation removes that
+#    evidence. Keeping labels means no mislabelled image for an inspector to find. BadNets
+#    and the clean-label corners are visible patches; Blend at opacity 0.2 is the hardest to
+#    see, but mislabelled images give BadNets and Blend away to anyone who checks labels.
+# 2. About one quarter higher: all target-class images would count as successes (the
+#    target is one of four balanced classes), without any backdoor.
+# 3. Small thresholds prune the few most sensitive neurons: attack success falls while
+#    clean accuracy stays; large thresholds prune useful neurons and clean accuracy falls.
+#    A defender picks the threshold on the clean split only, e.g. the largest threshold
+#    whose clean-split accuracy stays within a point or two of the unpruned model.
+# 4. alpha = 1 ignores the perturbation: the masks only fit the natural loss, stay near 1
+#    and nothing is pruned. alpha = 0 only fights the perturbation: masks of many ordinary
+#    neurons fall too, pruning hurts clean accuracy. The backdoor neurons are those whose
+#    perturbation is most harmful, so an intermediate alpha separates them.
+# 5. Typically the attack whose trigger is spread over many neurons (Blend: a full-image
+#    pattern) resists most. An adaptive attacker can regularise training so that no neuron
+#    is unusually sensitive to perturbation, or spread the backdoor over many neurons.
