@@ -6,7 +6,9 @@
   torchvision when online) into a checksummed ``dataset-full.npz`` cache;
 - a path to a ``dataset-full.npz`` (arrays ``x_train, y_train, x_test, y_test``; images uint8
   NHWC or float NCHW in [0, 1]);
-- ``"synthetic"``: the embedded, procedurally generated dataset (:mod:`labsupport.synthetic`);
+- ``"synthetic"``: the embedded, procedurally generated dataset (:mod:`labsupport.synthetic`),
+  generated once and cached as a sha256-verified npz under :func:`cache_dir` (a warm load
+  takes well under a second; a corrupt or stale cache is regenerated);
 - ``"auto"``: ``cifar4`` when cached or downloadable, else ``synthetic`` (with one notice).
 """
 
