@@ -14,6 +14,8 @@ STAMP  := $(VENV)/.env-stamp
 PEERS_STAMP := $(PEERS)/.env-stamp
 # nbgrader shells out to alembic: the environment's bin/ must be on PATH.
 export PATH := $(BIN):$(PATH)
+# Idle OpenMP threads spin by default; on a small shared CPU that slows PyTorch several-fold.
+export OMP_WAIT_POLICY ?= PASSIVE
 PROFILE ?= cpu
 DATASET ?= synthetic
 
@@ -34,7 +36,7 @@ peers: $(PEERS_STAMP)
 
 $(PEERS_STAMP): $(STAMP)
 	test -x $(PEERS)/bin/python || $(PYTHON) -m venv $(PEERS)
-	$(VENV)/bin/python -c "import site; print(site.getsitepackages()[0])" \
+	$(VENV)/bin/python -c "import site; print('import site; site.addsitedir(%r)' % site.getsitepackages()[0])" \
 	  > $$($(PEERS)/bin/python -c "import site; print(site.getsitepackages()[0])")/course-env.pth
 	$(PEERS)/bin/python -m pip install -q --no-deps torchattacks==3.5.1
 	touch $@
