@@ -713,7 +713,7 @@ def anp_perturb(model, x, y, mask, *, eps, steps=1, generator=None):
         loss = F.cross_entropy(anp_forward(model, x, mask, noise), y)
         grads = torch.autograd.grad(loss, flat)
         with torch.no_grad():
-            moved = [(t + eps / steps * g.sign()).clamp(-eps, eps) for t, g in zip(flat, grads)]
+            moved = [(t + eps / steps * g.sign()).clamp(-eps, eps) for t, g in zip(flat, grads, strict=True)]
         noise = {name: (moved[2 * i], moved[2 * i + 1]) for i, name in enumerate(noise)}
     return {name: (delta.detach(), xi.detach()) for name, (delta, xi) in noise.items()}
     ### END SOLUTION
@@ -725,10 +725,10 @@ x, y = fx.anp_data(model)
 state = fx.model_state(model)
 layers = fx.neuron_layers(model)
 g = torch.Generator().manual_seed(0)
-mask = {n: torch.rand(l.num_features, generator=g) for n, l in layers.items()}
-noise = {n: (torch.rand(l.num_features, generator=g) - 0.5, torch.rand(l.num_features, generator=g) - 0.5)
-         for n, l in layers.items()}
-ones = {n: torch.ones(l.num_features) for n, l in layers.items()}
+mask = {n: torch.rand(layer.num_features, generator=g) for n, layer in layers.items()}
+noise = {n: (torch.rand(layer.num_features, generator=g) - 0.5, torch.rand(layer.num_features, generator=g) - 0.5)
+         for n, layer in layers.items()}
+ones = {n: torch.ones(layer.num_features) for n, layer in layers.items()}
 with torch.no_grad():
     fx.assert_close(anp_forward(model, x, ones), model(x), what="anp_forward with mask 1", atol=1e-5)
     fx.assert_close(anp_forward(model, x, mask), fx.perturbed_copy(model, mask)(x),
@@ -756,7 +756,7 @@ print("anp_forward, anp_perturb: visible tests passed")
 model = fx.bn_cnn(seed=2, width=(5, 7))
 x, y = fx.anp_data(model, seed=2)
 layers = fx.neuron_layers(model)
-half = {n: torch.full((l.num_features,), 0.5) for n, l in layers.items()}
+half = {n: torch.full((layer.num_features,), 0.5) for n, layer in layers.items()}
 for steps, eps in ((1, 0.2), (4, 0.25)):
     adv = anp_perturb(model, x, y, half, eps=eps, steps=steps,
                       generator=torch.Generator().manual_seed(1))
@@ -767,9 +767,9 @@ for steps, eps in ((1, 0.2), (4, 0.25)):
         g = torch.Generator().manual_seed(5)
         random_losses = []
         for _ in range(8):
-            rnd = {n: ((torch.rand(l.num_features, generator=g) * 2 - 1) * eps,
-                       (torch.rand(l.num_features, generator=g) * 2 - 1) * eps)
-                   for n, l in layers.items()}
+            rnd = {n: ((torch.rand(layer.num_features, generator=g) * 2 - 1) * eps,
+                       (torch.rand(layer.num_features, generator=g) * 2 - 1) * eps)
+                   for n, layer in layers.items()}
             random_losses.append(fx.cross_entropy(fx.perturbed_copy(model, half, rnd)(x), y))
     assert robust > max(random_losses), "the perturbation must beat random ones of the same size"
 zero = anp_perturb(model, x, y, half, eps=0.0, generator=torch.Generator().manual_seed(1))
@@ -822,7 +822,7 @@ def anp_mask(model, x, y, *, eps, alpha, iters, lr=0.2, batch_size=128, steps=1,
         loss = alpha * natural + (1 - alpha) * robust
         optimizer.zero_grad()
         grads = torch.autograd.grad(loss, list(masks.values()))
-        for m, grad in zip(masks.values(), grads):
+        for m, grad in zip(masks.values(), grads, strict=True):
             m.grad = grad
         optimizer.step()
         with torch.no_grad():
@@ -855,7 +855,7 @@ model = fx.bn_cnn(seed=3, width=(5, 6))
 x, y = fx.anp_data(model, 32, seed=3)
 kwargs = dict(alpha=1.0, iters=8, lr=0.3, batch_size=64, seed=1)  # full batches
 natural_only = anp_mask(model, x, y, eps=0.0, **kwargs)
-for name, m in natural_only.items():
+for m in natural_only.values():
     assert float(m.min()) >= 0 and float(m.max()) <= 1
 # alpha = 1 weighs only the natural loss: the perturbation's size must not matter.
 with_eps = anp_mask(model, x, y, eps=0.4, **kwargs)
@@ -896,7 +896,7 @@ model = fx.bn_cnn()
 state = fx.model_state(model)
 layers = fx.neuron_layers(model)
 g = torch.Generator().manual_seed(0)
-mask = {n: torch.rand(l.num_features, generator=g) for n, l in layers.items()}
+mask = {n: torch.rand(layer.num_features, generator=g) for n, layer in layers.items()}
 pruned = anp_prune(model, mask, 0.4)
 pruned_state = fx.model_state(pruned)
 for name in layers:
@@ -918,12 +918,12 @@ model = fx.bn_cnn(seed=4)
 state = fx.model_state(model)
 layers = fx.neuron_layers(model)
 x, _ = fx.anp_data(model, 8)
-mask = {n: torch.linspace(0, 1, l.num_features) for n, l in layers.items()}
+mask = {n: torch.linspace(0, 1, layer.num_features) for n, layer in layers.items()}
 with torch.no_grad():
     assert torch.equal(anp_prune(model, mask, 0.0).eval()(x), model(x)), "threshold 0 prunes nothing"
 everything = fx.model_state(anp_prune(model, mask, 1.01))
 assert all(float(everything[f"{n}.weight"].abs().max()) == 0 for n in layers)
-at = {n: torch.full((l.num_features,), 0.5) for n, l in layers.items()}
+at = {n: torch.full((layer.num_features,), 0.5) for n, layer in layers.items()}
 kept = fx.model_state(anp_prune(model, at, 0.5))
 assert all(torch.equal(kept[f"{n}.weight"], state[f"{n}.weight"]) for n in layers), (
     "a mask equal to the threshold is not below it")
