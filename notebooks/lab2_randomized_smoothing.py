@@ -499,19 +499,20 @@ def max_certifiable_radius(sigma):
 def plot_curves(curves, name, title, references=()):
     """Certified accuracy against radius, one line per model, and the radius limits."""
     radii = np.linspace(0, 1.05 * max(max_certifiable_radius(s) for _, s in curves.values()), 300)
-    fig, ax = plt.subplots()
+    fig, ax = plt.subplots(figsize=(6, 4.4))
+    fig.subplots_adjust(bottom=0.17)  # room for the provenance caption under the x label
     for label, (result, sigma) in curves.items():
         curve = certified_accuracy(result["predictions"], result["labels"], result["radii"], radii)
         line, = ax.plot(radii, curve, label=label, ls="--" if label in references else "-")
         ax.axvline(max_certifiable_radius(sigma), color=line.get_color(), ls=":", lw=1)
+    ax.plot([], [], color="0.4", ls=":", lw=1,
+            label=r"largest certifiable radius $\sigma\,\Phi^{-1}(\alpha^{1/n})$")
     ax.set_xlabel("L2 radius")
     ax.set_ylabel("certified accuracy")
-    ax.set_ylim(0, 1)
-    ax.set_title(title)
-    ax.legend()
-    ax.text(0.99, 0.98, f"dotted: largest certifiable radius σ·Φ⁻¹(α^(1/n)),\n"
-            f"n = {SIZES['n']:,}, α = {alpha} ({len(X_CERT)} test images)",
-            transform=ax.transAxes, ha="right", va="top", fontsize=7, color="0.3")
+    ax.set_ylim(0, 1.02)
+    ax.set_title(f"{title}\nn0 = {SIZES['n0']}, n = {SIZES['n']:,}, α = {alpha}, "
+                 f"{len(X_CERT)} test images", fontsize=10)
+    ax.legend(loc="lower left", fontsize=8)
     save_figure(fig, name, caption=CAPTION)
     plt.show()
 
