@@ -218,7 +218,13 @@ def summarize(build_root: str | os.PathLike[str], labs: list[Lab]) -> str:
         results = payload.get("results", {})
         rows = results.items() if isinstance(results, dict) else [("results", results)]
         for key, value in rows:
-            lines.append(f"    {key}: {_format_value(value)}")
+            if isinstance(value, dict) and value and all(isinstance(v, dict)
+                                                         for v in value.values()):
+                lines.append(f"    {key}:")
+                for name, sub in value.items():
+                    lines.append(f"        {name}: {_format_value(sub)[1:-1]}")
+            else:
+                lines.append(f"    {key}: {_format_value(value)}")
         figures = sorted(p.name for p in path.parent.glob("*.png"))
         if figures:
             lines.append(f"    figures: {', '.join(figures)}")

@@ -384,11 +384,11 @@ fig, axes = plt.subplots(1, 3, figsize=(10, 3.4))
 for ax, key, label in zip(axes, ("train_seconds", "benign_accuracy", "pgd_success"),
                           ("training time (s)", "benign accuracy", "PGD success rate"),
                           strict=True):
-    ax.bar(names, [RESULTS[n][key] for n in names], color=["0.55", "C0", "C1"][: len(names)])
+    labels = [f"{n}\n{RESULTS[n]['passes']} passes" for n in names]
+    ax.bar(labels, [RESULTS[n][key] for n in names], color=["0.55", "C0", "C1"][: len(names)])
     ax.set_title(label)
     if key != "train_seconds":
         ax.set_ylim(0, 1)
-    ax.tick_params(axis="x", labelrotation=20)
 fig.suptitle(f"Standard vs free adversarial training (eps = {eps * 255:.0f}/255, "
              f"PGD-{pgd_steps})")
 fig.tight_layout()
