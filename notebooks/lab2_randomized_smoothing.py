@@ -345,7 +345,7 @@ def _lower_confidence_bound(self, NA: int, N: int, alpha: float) -> float:
 def certify(self, x: torch.Tensor, n0: int, n: int, alpha: float, batch_size: int) -> tuple[int, float]:
     """Monte Carlo algorithm for certifying that g's prediction around x is constant within
     some L2 radius. With probability at least 1 - alpha, the class returned by this method
-    will equal g(x), and g's prediction will robust within a L2 ball of radius R around x.
+    will equal g(x), and g's prediction will be robust within an L2 ball of radius R around x.
 
     :param x: the input [channel x height x width]
     :param n0: the number of Monte Carlo samples to use for selection
