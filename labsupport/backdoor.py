@@ -239,14 +239,16 @@ def stamp(x: torch.Tensor, trigger: Trigger) -> torch.Tensor:
     """Apply ``trigger`` to a batch of images, returning a new tensor (``x`` is not modified).
 
     ``x' = (1 - mask) * x + mask * ((1 - alpha) * x + alpha * pattern)``, computed as
-    ``x + (mask * alpha) * (pattern - x)`` in one fused ``torch.lerp`` on ``x``'s device.
-    The result stays in [0, 1] when ``x`` does (a convex combination).
+    ``x * (1 - alpha * mask) + alpha * mask * pattern``: the two image-sized factors are
+    formed once per call and the batch takes one fused ``torch.addcmul`` on ``x``'s device
+    (exact where the mask is 0, and where ``alpha * mask`` is 1). The result stays in
+    [0, 1] when ``x`` does (a convex combination).
     """
     _check_batch(x)
     _check_fits(x, trigger)
     weight = trigger.mask.to(device=x.device, dtype=x.dtype) * trigger.alpha
-    pattern = trigger.pattern.to(device=x.device, dtype=x.dtype)
-    return torch.lerp(x, pattern.expand_as(x), weight.expand_as(x))
+    shift = weight * trigger.pattern.to(device=x.device, dtype=x.dtype)
+    return torch.addcmul(shift, x, 1 - weight)
 
 
 # --------------------------------------------------------------------------------------

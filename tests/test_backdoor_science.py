@@ -1,0 +1,90 @@
+"""Lab 5's science, on the offline dataset at the `cpu` profile: what the papers show.
+
+The lab's own code runs here: the notebook's parameters, setup and solution cells, and its
+experiment cell that trains the clean model and one model per attack (the package holds no
+lab solutions). Expected, as in Gu et al., Chen et al., Turner et al. and Wu & Wang:
+
+- BadNets and Blend reach >= 95% attack success, losing <= 2 points of clean accuracy;
+- the clean-label attack reaches >= 80% attack success;
+- ANP, with the lab's defaults and only the clean split, brings BadNets' attack success
+  under 10% and keeps clean accuracy within 5 points.
+
+The models are trained once per session (about two minutes on two CPU cores).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "lab5_backdoor_anp.py"
+#: The cells executed, in order: everything the attack table and ANP need, no figures.
+CELLS = ("parameters", "setup", "triggers", "stamp", "poison_dataset", "attack_success",
+         "clean_label", "train_attacks", "neuron_layers", "anp_perturb", "anp_mask",
+         "anp_prune")
+
+pytestmark = pytest.mark.slow
+
+
+def run_lab(**parameters) -> dict:
+    """Execute the notebook's cells ``CELLS`` with ``parameters`` overriding the defaults."""
+    import jupytext
+
+    notebook = jupytext.read(NOTEBOOK)
+    cells = {c.metadata.get("nbgrader", {}).get("grade_id"): c.source for c in notebook.cells}
+    namespace: dict = {}
+    for grade_id in CELLS:
+        exec(cells[grade_id], namespace)
+        if grade_id == "parameters":
+            namespace.update(parameters)
+    return namespace
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory) -> dict:
+    """The lab at the cpu profile on the synthetic dataset: trained models and their numbers."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LABSUPPORT_PROGRESS", "0")
+        mp.setenv("LABSUPPORT_OUTPUT", str(tmp_path_factory.mktemp("lab5")))
+        mp.delenv("NBGRADER_EXECUTION", raising=False)
+        mp.setenv("LABSUPPORT_DEVICE", "cpu")
+        return run_lab(profile="cpu", dataset="synthetic")
+
+
+@pytest.mark.parametrize("attack", ["BadNets", "Blend"])
+def test_dirty_label_attacks_succeed_at_no_cost(lab, attack):
+    row = lab["ATTACKS"][attack]
+    assert row["attack_success"] >= 0.95, f"{attack}: attack success {row['attack_success']:.3f}"
+    loss = lab["CLEAN_ACCURACY"] - row["clean_accuracy"]
+    assert loss <= 0.02, (f"{attack}: clean accuracy {row['clean_accuracy']:.3f} vs "
+                          f"{lab['CLEAN_ACCURACY']:.3f} for the clean model")
+    # The backdoor is the model's, not the trigger's: the clean model ignores the trigger.
+    assert row["clean_model_attack_success"] <= 0.05
+
+
+def test_clean_label_attack_succeeds(lab):
+    row = lab["ATTACKS"]["Clean-label"]
+    assert row["attack_success"] >= 0.80, f"clean-label attack success {row['attack_success']:.3f}"
+    assert row["clean_model_attack_success"] <= 0.05
+    # Labels were kept: every poisoned sample is a target-class image with its own label.
+    _, y_poisoned, indices = lab["POISONED"]["Clean-label"]
+    assert bool((y_poisoned == lab["Y_TRAIN"]).all())
+    assert bool((lab["Y_TRAIN"][indices] == lab["target"]).all())
+
+
+def test_anp_removes_the_badnets_backdoor(lab):
+    model = lab["MODELS"]["BadNets"]
+    masks = lab["anp_mask"](model, lab["X_CLEAN"], lab["Y_CLEAN"], eps=lab["anp_eps"],
+                            alpha=lab["anp_alpha"], iters=lab["SIZES"]["anp_iters"],
+                            lr=lab["anp_lr"], batch_size=lab["SIZES"]["anp_batch"],
+                            seed=lab["seed"])
+    pruned = lab["anp_prune"](model, masks, lab["anp_threshold"])
+    accuracy = lab["evaluate"](pruned, lab["X_TEST"], lab["Y_TEST"])
+    success = lab["attack_success_rate"](pruned, lab["X_TEST"], lab["Y_TEST"],
+                                         lab["TRIGGERS"]["BadNets"], target=lab["target"])
+    before = lab["ATTACKS"]["BadNets"]
+    assert success < 0.10, (f"ANP leaves BadNets' attack success at {success:.3f} "
+                            f"(from {before['attack_success']:.3f})")
+    assert accuracy >= before["clean_accuracy"] - 0.05, (
+        f"ANP costs too much clean accuracy: {accuracy:.3f} from {before['clean_accuracy']:.3f}")
