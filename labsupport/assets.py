@@ -41,12 +41,13 @@ from torch import nn
 
 from .data import CourseData, DatasetError, cache_dir, load_course_data, sha256_file
 from .models import CorruptModelFile, build_model, load_model, save_model
+from .paths import course_asset
 from .runtime import Timer, get_device, resolve_profile
 from .train import History, evaluate, train_standard
 
 MANIFEST_ENV = "LABSUPPORT_MANIFEST"
-#: The manifest in a source checkout (``assets/manifest.json`` beside the package).
-DEFAULT_MANIFEST = Path(__file__).resolve().parent.parent / "assets" / "manifest.json"
+#: The manifest: the checkout's ``assets/manifest.json``, or its copy installed with the package.
+DEFAULT_MANIFEST = course_asset("manifest.json")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
