@@ -64,7 +64,9 @@ def save_figure(fig: Any, name: str, *, caption: str | None = None) -> list[Path
     """
     stem = _check_name(name)
     if caption:
-        fig.text(0.01, 0.005, caption, fontsize=7, color="0.35", ha="left", va="bottom")
+        # Below the figure's bottom edge (the tight bounding box grows to include it), so it
+        # never overlaps an axis label.
+        fig.text(0.01, 0.0, caption, fontsize=7, color="0.35", ha="left", va="top")
     out = output_dir()
     paths = [out / f"{stem}.pdf", out / f"{stem}.png"]
     for path in paths:
