@@ -34,12 +34,11 @@ import torch
 from torch import nn
 
 from .models import atomic_write_bytes
+from .paths import course_asset
 from .train import evaluate, predict
 
-#: Where the repository keeps the committed Gaussian-noise trigger image (seed 0).
-GAUSSIAN_TRIGGER_PNG = (
-    Path(__file__).resolve().parent.parent / "assets" / "triggers" / "gaussian-noise-seed0.png"
-)
+#: The committed Gaussian-noise trigger image (seed 0): ``assets/triggers/`` in a checkout.
+GAUSSIAN_TRIGGER_PNG = course_asset("triggers", "gaussian-noise-seed0.png")
 #: Mean and standard deviation of the Gaussian-noise pattern (before clipping to [0, 1]).
 GAUSSIAN_MEAN, GAUSSIAN_STD = 0.5, 0.25
 ELIGIBLE = ("non-target", "target", "all")
