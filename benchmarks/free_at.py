@@ -4,30 +4,35 @@ Runs the lab's own ``standard_train`` and ``free_adv_train`` (executed from the 
 notebook's solution cells, so the benchmark measures what students are asked to write) on
 the same model, data and minibatches, for the same number of forward/backward passes:
 standard training for ``E`` epochs, free AT with ``m`` replays for ``E / m`` epochs
-(``m`` divides ``E``). Rounds alternate between the two to share the machine's noise, and
-the medians are compared.
+(``m`` divides ``E``). Many short rounds alternate between the two to share the machine's
+noise; the fastest round of each (the least disturbed, as ``timeit`` reports) and the
+medians are compared.
 
 Prints images/s for each and the ratio free-AT time / standard time (goal <= 1.05: the only
 extra work is the gradient with respect to the input, i.e. the first convolution's
-input-gradient, and the perturbation update).
+input-gradient, and the perturbation update). Also times the *floor*: standard training that
+computes the input gradient too (what free AT cannot avoid), and prints free AT / floor.
 
-    python benchmarks/free_at.py [--dataset synthetic] [--images 1024] [--epochs 4] [--m 4]
+    python benchmarks/free_at.py [--dataset synthetic] [--images 256] [--epochs 4] [--m 4]
 """
 
 from __future__ import annotations
 
-import argparse
 import os
-import statistics
-import time
-from pathlib import Path
 
-import torch
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch: no spinning threads
 
-from labsupport.data import load_course_data
-from labsupport.models import SimpleCNN
-from labsupport.runtime import Timer, describe_device, get_device, seed_everything
-from labsupport.train import make_loader
+import argparse  # noqa: E402
+import statistics  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import torch  # noqa: E402
+
+from labsupport.data import load_course_data  # noqa: E402
+from labsupport.models import SimpleCNN  # noqa: E402
+from labsupport.runtime import Timer, describe_device, get_device, seed_everything  # noqa: E402
+from labsupport.train import make_loader  # noqa: E402
 
 NOTEBOOK = (Path(__file__).resolve().parent.parent / "notebooks"
             / "lab1_free_adversarial_training.py")
@@ -52,11 +57,11 @@ def lab_solution() -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="synthetic")
-    parser.add_argument("--images", type=int, default=1024)
+    parser.add_argument("--images", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--m", type=int, default=4)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=15)
     args = parser.parse_args()
     if args.epochs % args.m:
         parser.error("--m must divide --epochs, so both runs make the same number of passes")
@@ -65,6 +70,19 @@ def main() -> None:
     device = get_device()
     data = load_course_data(args.dataset).subset(args.images, 1)
     eps = 8 / 255
+
+    def floor_train(model, loader, optimizer, *, epochs):
+        """Standard training plus the input gradient: the compute free AT cannot avoid."""
+        from labsupport.train import fit
+
+        def step(model, x, y):
+            optimizer.zero_grad(set_to_none=True)
+            loss = torch.nn.functional.cross_entropy(model(x.requires_grad_(True)), y)
+            loss.backward()
+            optimizer.step()
+            return loss.item()
+
+        return fit(model, loader, step, epochs=epochs, desc="floor")
 
     def run(kind: str) -> float:
         seed_everything(0)
@@ -75,6 +93,8 @@ def main() -> None:
         with Timer(device) as timer:
             if kind == "standard":
                 solution["standard_train"](model, loader, optimizer, epochs=args.epochs)
+            elif kind == "floor":
+                floor_train(model, loader, optimizer, epochs=args.epochs)
             else:
                 solution["free_adv_train"](model, loader, optimizer, epochs=args.epochs,
                                            eps=eps, m=args.m)
@@ -82,7 +102,7 @@ def main() -> None:
 
     run("standard")  # warm-up (allocator, kernels)
     run("free")
-    times: dict[str, list[float]] = {"standard": [], "free": []}
+    times: dict[str, list[float]] = {"standard": [], "floor": [], "free": []}
     for _ in range(args.rounds):
         for kind in times:
             times[kind].append(run(kind))
@@ -95,9 +115,13 @@ def main() -> None:
     for kind, seconds in median.items():
         spread = f"{min(times[kind]):.2f}-{max(times[kind]):.2f}"
         print(f"  {kind:>8}: median {seconds:.2f} s ({spread}), {passes / seconds:,.0f} images/s")
-    print(f"  ratio free AT / standard (same number of passes): "
-          f"{median['free'] / median['standard']:.3f}  (goal <= 1.05)")
-
+    best = {kind: min(values) for kind, values in times.items()}
+    for name, (a, b) in {"free AT / standard": ("free", "standard"),
+                         "floor / standard": ("floor", "standard"),
+                         "free AT / floor": ("free", "floor")}.items():
+        goal = "  (goal <= 1.05)" if name == "free AT / standard" else ""
+        print(f"  ratio {name:<18} {best[a] / best[b]:.3f} fastest rounds, "
+              f"{median[a] / median[b]:.3f} medians{goal}")
 
 if __name__ == "__main__":
     main()

@@ -194,8 +194,9 @@ assert accuracy > 0.95, f"benign accuracy after standard training is only {accur
 #   minibatch to the next (a shorter last minibatch uses the first `len(x)` rows of it);
 # - replay each minibatch `m` times; in each replay do **one** forward and **one** backward
 #   pass of the mean cross-entropy on `x + delta` (clipped to the image range [0, 1]) that
-#   gives the gradients for the weights and for `delta`; take the optimizer step; then move
-#   `delta` by `eps * sign(gradient)` and clip it to `[-eps, eps]`;
+#   gives the gradients for the weights and for the input ($g_{adv}$, the gradient for
+#   `delta`); take the optimizer step; then move `delta` by `eps * sign(g_adv)` and clip it
+#   to `[-eps, eps]`;
 # - run `math.ceil(epochs / m)` epochs (as the authors' code does), so the number of
 #   forward/backward passes matches `epochs` of standard training.
 #
@@ -211,15 +212,16 @@ def free_adv_train(model, loader, optimizer, *, epochs, eps, m):
         nonlocal delta
         if delta is None:
             delta = torch.zeros_like(x)
-        d = delta[: len(x)].clone()
+        d = delta[: len(x)]  # a view: updated in place, so it carries over
         for _ in range(m):
-            d.requires_grad_(True)
-            loss = F.cross_entropy(model((x + d).clamp(0, 1)), y)
+            x_adv = (x + d).clamp(0, 1).requires_grad_(True)
+            loss = F.cross_entropy(model(x_adv), y)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()  # one backward pass: gradients for the weights and for d
+            loss.backward()  # one backward pass: gradients for the weights and the input
             optimizer.step()
-            d = (d.detach() + eps * d.grad.sign()).clamp(-eps, eps)
-        delta[: len(x)] = d
+            with torch.no_grad():
+                d += eps * x_adv.grad.sign()  # FGSM ascent step on the perturbation
+                d.clamp_(-eps, eps)  # back into the eps-ball
         return loss.item()
 
     return fit(model, loader, step, epochs=math.ceil(epochs / m), desc=f"free AT, m={m}")

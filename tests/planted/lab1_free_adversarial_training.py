@@ -13,13 +13,13 @@ BUGS: dict[str, tuple[str, str, str]] = {
     # The perturbation starts from zero on every minibatch: no warm start (not "free" AT).
     "perturbation_reset_every_minibatch": (
         "free_adv_train",
-        "d = delta[: len(x)].clone()",
+        "d = delta[: len(x)]",
         "d = torch.zeros_like(x)",
     ),
     # The ascent step is never projected back onto the eps-ball.
     "no_clipping": (
         "free_adv_train",
-        "d = (d.detach() + eps * d.grad.sign()).clamp(-eps, eps)",
-        "d = d.detach() + eps * d.grad.sign()",
+        "                d.clamp_(-eps, eps)  # back into the eps-ball\n",
+        "",
     ),
 }
