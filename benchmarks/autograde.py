@@ -12,10 +12,12 @@ course config's per-cell timeout, 120 s, is the backstop, not the budget).
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import shutil
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import nbformat
@@ -34,6 +36,9 @@ def main() -> None:
     parser.add_argument("--students", type=int, default=2)
     args = parser.parse_args()
     os.environ.setdefault("LABSUPPORT_PROGRESS", "0")
+    # nbgrader's INFO log and its gradebook's SQLAlchemy warnings are noise here.
+    logging.getLogger("traitlets").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", module="nbgrader")
     labs = select_labs(discover_labs(REPO / "notebooks"), args.labs)
     print(f"autograde benchmark, {time.strftime('%Y-%m-%d')}: {args.students} perfect "
           f"submissions a lab, {describe_device()}, {os.cpu_count()} CPUs")
