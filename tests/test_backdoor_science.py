@@ -8,9 +8,9 @@ lab solutions). Expected, as in Gu et al., Chen et al., Turner et al. and Wu & W
 - the clean-label attack reaches >= 80% attack success;
 - ANP's premise (Wu & Wang, Sec. 3): under adversarial neuron perturbations a backdoored
   model sends clean images to the target class far more often than a clean model does;
-- ANP, with the lab's defaults and only the clean split, brings BadNets' attack success
-  under 10% and keeps clean accuracy within 5 points. NOT reproduced here (expected failure,
-  see the test's docstring).
+- ANP, with the lab's defaults and only the clean split (which also chooses the pruning
+  threshold), brings BadNets' attack success under 10% and keeps clean accuracy within 5
+  points.
 
 The models are trained once per session (about two minutes on two CPU cores).
 """
@@ -27,7 +27,7 @@ NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "lab5_backdoor
 #: The cells executed, in order: everything the attack table and ANP need, no figures.
 CELLS = ("parameters", "setup", "triggers", "stamp", "poison_dataset", "attack_success",
          "clean_label", "train_attacks", "neuron_layers", "anp_perturb", "anp_mask",
-         "anp_prune")
+         "anp_prune", "anp_choose")
 
 pytestmark = pytest.mark.slow
 
@@ -102,23 +102,23 @@ def test_neuron_perturbation_reveals_the_backdoor(lab):
         f"images go to the target for the BadNets model and {clean:.2f} for the clean model")
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "Not reproduced on the offline synthetic dataset with SimpleCNN at the cpu profile: with "
-    "the paper's defaults (eps 0.4, alpha 0.2, lr 0.2, threshold 0.2, 200 iterations) the "
-    "BadNets backdoor is spread over many first-layer neurons and no mask falls below 0.2; "
-    "higher thresholds remove it only at some iterations (see benchmarks/RESULTS.md, Lab 5)."))
 def test_anp_removes_the_badnets_backdoor(lab):
+    """ANP with the lab's defaults (eps 0.4, alpha 0.2, 200 iterations at the cpu profile) and
+    the defender's threshold, chosen on the clean split alone (the paper's 0.2 prunes too
+    little on this small network: measured, attack success stays at 1.0)."""
     model = lab["MODELS"]["BadNets"]
     masks = lab["anp_mask"](model, lab["X_CLEAN"], lab["Y_CLEAN"], eps=lab["anp_eps"],
                             alpha=lab["anp_alpha"], iters=lab["SIZES"]["anp_iters"],
                             lr=lab["anp_lr"], batch_size=lab["SIZES"]["anp_batch"],
                             seed=lab["seed"])
-    pruned = lab["anp_prune"](model, masks, lab["anp_threshold"])
+    threshold = lab["choose_threshold"](model, masks, lab["SIZES"]["anp_thresholds"],
+                                        lab["anp_max_drop"])
+    pruned = lab["anp_prune"](model, masks, threshold)
     accuracy = lab["evaluate"](pruned, lab["X_TEST"], lab["Y_TEST"])
     success = lab["attack_success_rate"](pruned, lab["X_TEST"], lab["Y_TEST"],
                                          lab["TRIGGERS"]["BadNets"], target=lab["target"])
     before = lab["ATTACKS"]["BadNets"]
-    assert success < 0.10, (f"ANP leaves BadNets' attack success at {success:.3f} "
-                            f"(from {before['attack_success']:.3f})")
+    assert success < 0.10, (f"ANP (threshold {threshold}) leaves BadNets' attack success at "
+                            f"{success:.3f} (from {before['attack_success']:.3f})")
     assert accuracy >= before["clean_accuracy"] - 0.05, (
         f"ANP costs too much clean accuracy: {accuracy:.3f} from {before['clean_accuracy']:.3f}")
