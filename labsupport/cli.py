@@ -87,11 +87,16 @@ def cmd_grade(args: argparse.Namespace) -> int:
     report = grade_all(grading_root, labs, release_first=release_first)
     totals: dict[tuple[str, str], list[float]] = {}
     for row in report.grades:
-        total = totals.setdefault((row.student, row.lab), [0.0, 0.0])
-        total[0] += row.score or 0.0
-        total[1] += row.max_score
-    for (student, lab), (score, max_score) in sorted(totals.items()):
-        print(f"{student:>20} {lab:>6}: {score:g} / {max_score:g}")
+        # [autograded score, autograded max, points awaiting manual grading]
+        total = totals.setdefault((row.student, row.lab), [0.0, 0.0, 0.0])
+        if row.score is None:
+            total[2] += row.max_score
+        else:
+            total[0] += row.score
+            total[1] += row.max_score
+    for (student, lab), (score, max_score, manual) in sorted(totals.items()):
+        pending = f" (+ {manual:g} points to grade by hand)" if manual else ""
+        print(f"{student:>20} {lab:>6}: {score:g} / {max_score:g}{pending}")
     print(f"wrote {report.grades_csv.relative_to(root)} ({len(report.grades)} cells)")
     if report.flags:
         print(f"FLAGGED ({len(report.flags)}; also in {report.flags_csv.relative_to(root)}):")

@@ -243,11 +243,25 @@ def cell_grades(root: str | os.PathLike[str], config: Any = None) -> list[CellGr
                 except MissingEntry:
                     continue
                 for notebook in submission.notebooks:
-                    for grade in sorted(notebook.grades, key=lambda g: g.cell_id):
+                    order = _cell_order(root, assignment.name, notebook.name)
+                    for grade in sorted(notebook.grades,
+                                        key=lambda g: (order.get(g.name, len(order)), g.name)):
                         rows.append(CellGrade(student, assignment.name, grade.name,
                                               grade.score if _graded(grade) else None,
                                               float(grade.max_score)))
     return sorted(rows, key=lambda r: (r.student, r.lab))
+
+
+def _cell_order(root: str | os.PathLike[str], lab: str, notebook: str) -> dict[str, int]:
+    """grade_id -> position in the release notebook (empty when it is not there)."""
+    import nbformat
+
+    path = Path(root) / "release" / lab / f"{notebook}.ipynb"
+    if not path.is_file():
+        return {}
+    cells = nbformat.read(path, as_version=4).cells
+    ids = [c.metadata.get("nbgrader", {}).get("grade_id") for c in cells]
+    return {gid: i for i, gid in enumerate(ids) if gid}
 
 
 def _graded(grade: Any) -> bool:
