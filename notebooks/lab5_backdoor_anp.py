@@ -624,8 +624,7 @@ for name, row in ATTACKS.items():
 
 # %% nbgrader={"grade": false, "grade_id": "plot_triggers", "locked": true, "schema_version": 3, "solution": false, "task": false}
 fig, axes = plt.subplots(2, 4, figsize=(9, 4.6))
-example = X_TRAIN[:1]
-panels = [("clean image", example[0])]
+panels = [("clean image", X_TRAIN[POISONED["BadNets"][2][0]])]
 for name in TRIGGERS:
     xp, _, idx = POISONED[name]
     panels.append((f"{name} poisoned", xp[idx[0]]))
