@@ -13,9 +13,11 @@ Every command works from the course checkout (the folder with ``notebooks/``).
 from __future__ import annotations
 
 import argparse
+import logging
 import shutil
 import sys
 import tempfile
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -156,6 +158,7 @@ def cmd_assets(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="labsupport", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-v", "--verbose", action="store_true", help="show nbgrader's log")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("release", help="build grading/source and grading/release (forced)")
@@ -204,6 +207,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``labsupport`` command."""
     args = build_parser().parse_args(argv)
     kernel_environment()
+    if not args.verbose:  # nbgrader's INFO log drowns the summary; warnings still show
+        logging.getLogger("traitlets").setLevel(logging.WARNING)
+        # SQLAlchemy's autoflush warnings from inside nbgrader's gradebook: not actionable.
+        warnings.filterwarnings("ignore", module="nbgrader")
     try:
         return int(args.func(args) or 0)
     except CourseError as error:

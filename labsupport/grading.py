@@ -12,6 +12,7 @@ the Gradebook, and submissions missing a graded cell are flagged.
 from __future__ import annotations
 
 import csv
+import logging
 import os
 from collections.abc import Iterable
 from dataclasses import astuple, dataclass, fields
@@ -56,12 +57,23 @@ def load_config(root: str | os.PathLike[str], **overrides: Any) -> Any:
     return config
 
 
+class _NoExchangeNoise(logging.Filter):
+    """Drops nbgrader's CRITICAL "Unwritable directory" about the exchange, which the course
+    does not use (students hand in through the instructor, not nbgrader's exchange)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Unwritable directory" not in record.getMessage()
+
+
 def api(root: str | os.PathLike[str], config: Any = None) -> Any:
     """An ``NbGraderAPI`` for the course root ``root`` (configuration from :func:`load_config`)."""
     from nbgrader.apps import NbGraderAPI
     from nbgrader.coursedir import CourseDirectory
 
     kernel_environment()
+    logger = logging.getLogger("traitlets")
+    if not any(isinstance(f, _NoExchangeNoise) for f in logger.filters):
+        logger.addFilter(_NoExchangeNoise())
     config = config if config is not None else load_config(root)
     coursedir = CourseDirectory(config=config)
     coursedir.root = str(Path(root).resolve())
