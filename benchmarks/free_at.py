@@ -29,6 +29,7 @@ from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
 
+from labsupport.course import solution_namespace  # noqa: E402
 from labsupport.data import load_course_data  # noqa: E402
 from labsupport.models import SimpleCNN  # noqa: E402
 from labsupport.runtime import Timer, describe_device, get_device, seed_everything  # noqa: E402
@@ -41,17 +42,7 @@ SOLUTION_CELLS = ("standard_train", "free_adv_train")
 
 def lab_solution() -> dict:
     """The notebook's imports and solution cells, executed: returns their namespace."""
-    import jupytext
-
-    notebook = jupytext.read(NOTEBOOK)
-    cells = {c.metadata.get("nbgrader", {}).get("grade_id"): c.source for c in notebook.cells}
-    imports = [line for line in cells["setup"].splitlines()
-               if line.startswith(("import ", "from "))]
-    namespace: dict = {}
-    exec("\n".join(imports), namespace)
-    for grade_id in SOLUTION_CELLS:
-        exec(cells[grade_id], namespace)
-    return namespace
+    return solution_namespace(NOTEBOOK, SOLUTION_CELLS)
 
 
 def main() -> None:

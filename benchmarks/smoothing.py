@@ -32,6 +32,7 @@ import torch
 from scipy.stats import norm
 
 from labsupport.assets import load_asset
+from labsupport.course import solution_namespace
 from labsupport.data import load_course_data
 from labsupport.runtime import describe_device, get_device, model_device
 
@@ -41,17 +42,7 @@ SOLUTION_CELLS = ("smooth_class", "sample_noise", "predict", "certify")
 
 def lab_solution() -> dict:
     """The notebook's imports and solution cells, executed: returns their namespace."""
-    import jupytext
-
-    notebook = jupytext.read(NOTEBOOK)
-    cells = {c.metadata.get("nbgrader", {}).get("grade_id"): c.source for c in notebook.cells}
-    imports = [line for line in cells["setup"].splitlines()
-               if line.startswith(("import ", "from "))]
-    namespace: dict = {}
-    exec("\n".join(imports), namespace)
-    for grade_id in SOLUTION_CELLS:
-        exec(cells[grade_id], namespace)
-    return namespace
+    return solution_namespace(NOTEBOOK, SOLUTION_CELLS)
 
 
 def sync(device: torch.device) -> None:

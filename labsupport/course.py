@@ -112,6 +112,28 @@ def to_notebook(lab: Lab) -> Any:
     return notebook
 
 
+def solution_namespace(source: str | os.PathLike[str], grade_ids: tuple[str, ...]) -> dict:
+    """Execute a lab source's import lines (from its ``setup`` cell) and then the cells
+    ``grade_ids`` (the instructor's solutions); return the resulting namespace.
+
+    For tests and benchmarks that measure the lab's own solution, not a copy of it.
+    """
+    import jupytext
+
+    notebook = jupytext.read(source, fmt="py:percent")
+    cells = {c.metadata.get("nbgrader", {}).get("grade_id"): c.source for c in notebook.cells}
+    missing = [g for g in ("setup", *grade_ids) if g not in cells]
+    if missing:
+        raise CourseError(f"{source} has no cells with grade_id {missing}.")
+    imports = [line for line in cells["setup"].splitlines()
+               if line.startswith(("import ", "from "))]
+    namespace: dict = {}
+    exec("\n".join(imports), namespace)
+    for grade_id in grade_ids:
+        exec(cells[grade_id], namespace)
+    return namespace
+
+
 def write_source(lab: Lab, grading_root: str | os.PathLike[str]) -> Path:
     """Write ``grading/source/<lab>/<lab>.ipynb`` from the lab's source; return its path.
 

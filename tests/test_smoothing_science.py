@@ -16,6 +16,7 @@ import torch
 from scipy.stats import norm
 
 from labsupport.assets import load_asset
+from labsupport.course import solution_namespace
 
 NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "lab2_randomized_smoothing.py"
 SOLUTION_CELLS = ("smooth_class", "sample_noise", "predict", "certify", "certified_accuracy")
@@ -23,18 +24,8 @@ IMAGES, N0, N, ALPHA, BATCH = 50, 16, 128, 0.001, 144
 
 
 def lab_solution() -> dict:
-    """Execute the notebook's imports and solution cells; return their namespace."""
-    import jupytext
-
-    notebook = jupytext.read(NOTEBOOK)
-    cells = {c.metadata.get("nbgrader", {}).get("grade_id"): c.source for c in notebook.cells}
-    imports = [line for line in cells["setup"].splitlines()
-               if line.startswith(("import ", "from "))]
-    namespace: dict = {}
-    exec("\n".join(imports), namespace)
-    for grade_id in SOLUTION_CELLS:
-        exec(cells[grade_id], namespace)
-    return namespace
+    """The notebook's imports and solution cells, executed: returns their namespace."""
+    return solution_namespace(NOTEBOOK, SOLUTION_CELLS)
 
 
 @pytest.mark.slow
