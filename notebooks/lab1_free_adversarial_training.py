@@ -430,9 +430,12 @@ plt.show()
 #    eps-sized perturbation flips. Free AT makes PGD fail on most images, usually at a small
 #    cost in benign accuracy: it must rely on robust features (shapes) only.
 # 3. With the epoch budget fixed, larger m refines each perturbation more (stronger
-#    adversaries during training) but sees the data in fewer epochs (ceil(N/m)); at m = 7
-#    the model underfits: lower benign accuracy and, here, less robustness. Very large m
-#    over-fits each minibatch and under-trains overall.
+#    adversaries during training, so usually more robustness) but sees the data in fewer
+#    epochs (ceil(N/m)), which costs benign accuracy once the model no longer fits the data
+#    in that many epochs. The time follows the passes. At small budgets the m = 7 result
+#    varies from run to run (2 epochs over the data in the `cpu` profile). Very large m
+#    over-fits each minibatch and under-trains overall: the paper finds m around 8 best on
+#    CIFAR-10.
 # 4. The model changes little between consecutive minibatches, and adversarial directions
 #    are shared across images (universal-perturbation-like components): the previous
 #    minibatch's delta is a far better start than zero, so one ascent step per replay
