@@ -28,6 +28,7 @@ import torch
 
 from . import synthetic
 from .models import atomic_write_bytes
+from .runtime import under_autograder
 
 CIFAR4_CLASSES = ("airplane", "automobile", "ship", "truck")
 #: Indices of the four classes among CIFAR-10's ten labels.
@@ -415,7 +416,9 @@ def load_course_data(dataset: str | os.PathLike[str] = "auto", *,
         return load_cifar4(root, download=download)
     if key == "auto":
         usable = cifar4_path(root).is_file() or _archive_available(root)
-        if usable or (download and _online()):
+        # The autograder never downloads (nor waits for a network probe): a submission grades
+        # on the cached cifar4 when the instructor has one, else on the synthetic dataset.
+        if usable or (download and not under_autograder() and _online()):
             try:
                 return load_cifar4(root, download=download)
             except DatasetError as error:

@@ -458,3 +458,14 @@ def test_npz_bytes_is_loadable():
     raw = data_module._npz_bytes(small_arrays())
     with np.load(io.BytesIO(raw)) as archive:
         assert set(archive.files) == {"x_train", "y_train", "x_test", "y_test"}
+
+
+def test_auto_never_probes_the_network_under_the_autograder(tmp_path, capsys, monkeypatch):
+    """A submission grades on synthetic data at once when no cifar4 is cached."""
+    def no_probe(*args, **kwargs):
+        raise AssertionError("the autograder must not probe the network")
+    monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
+    monkeypatch.setattr(data_module, "_online", no_probe)
+    monkeypatch.setattr(data_module, "load_synthetic", lambda seed=0: "synthetic!")
+    assert load_course_data("auto", root=tmp_path) == "synthetic!"
+    assert "synthetic" in capsys.readouterr().out
