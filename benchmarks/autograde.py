@@ -22,8 +22,8 @@ from pathlib import Path
 
 import nbformat
 
-from labsupport import grading, submissions
-from labsupport.course import discover_labs, select_labs
+from labsupport.instructor import cells, demo, grading
+from labsupport.instructor.labs import discover_labs, select_labs
 from labsupport.runtime import describe_device
 
 REPO = Path(__file__).resolve().parent.parent
@@ -50,15 +50,15 @@ def main() -> None:
             grading.release([lab], root, config)
             source = nbformat.read(root / "source" / lab.name / f"{lab.name}.ipynb", 4)
             release = nbformat.read(root / "release" / lab.name / f"{lab.name}.ipynb", 4)
-            good = submissions.perfect(source, release)
+            good = demo.perfect(source, release)
             for i in range(args.students):
-                submissions.write_notebook(
+                demo.write_notebook(
                     good, root / "submitted" / f"student{i}" / lab.name / f"{lab.name}.ipynb")
             start = time.perf_counter()
             result = grading.autograde(root, lab.name, config=config)
             seconds = (time.perf_counter() - start) / args.students
             rows = grading.cell_grades(root, config)
-            tests = submissions.test_cells(release)
+            tests = cells.test_cells(release)
             full = all(r.score == r.max_score for r in rows if r.cell in tests)
             print(f"  {lab.name}: {seconds:.1f} s per submission "
                   f"(ratio to the {GOAL_SECONDS:.0f} s goal: {seconds / GOAL_SECONDS:.2f}); "

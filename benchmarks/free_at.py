@@ -29,8 +29,8 @@ from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
 
-from labsupport.course import solution_namespace  # noqa: E402
 from labsupport.data import load_course_data  # noqa: E402
+from labsupport.instructor.labs import solution_namespace  # noqa: E402
 from labsupport.models import SimpleCNN  # noqa: E402
 from labsupport.runtime import Timer, describe_device, get_device, seed_everything  # noqa: E402
 from labsupport.train import make_loader  # noqa: E402

@@ -32,8 +32,8 @@ import torch
 from scipy.stats import norm
 
 from labsupport.assets import load_asset
-from labsupport.course import solution_namespace
 from labsupport.data import load_course_data
+from labsupport.instructor.labs import solution_namespace
 from labsupport.runtime import describe_device, get_device, model_device
 
 NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "lab2_randomized_smoothing.py"

@@ -11,7 +11,7 @@ from nbgrader.preprocessors import (
     OverwriteKernelspec,
 )
 
-from labsupport.grading import RestoreMissingCells
+from labsupport.instructor.grading import RestoreMissingCells
 
 c = get_config()  # noqa: F821 (provided by traitlets when it loads this file)
 

@@ -9,7 +9,7 @@ import types
 import pytest
 
 from labsupport.colab import COLAB_CELL, PACKAGE_SOURCE
-from labsupport.course import discover_labs, find_root, to_notebook
+from labsupport.instructor.labs import discover_labs, find_root, to_notebook
 
 LABS = discover_labs(find_root(__file__) / "notebooks")
 

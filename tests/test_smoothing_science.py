@@ -16,7 +16,7 @@ import torch
 from scipy.stats import norm
 
 from labsupport.assets import load_asset
-from labsupport.course import solution_namespace
+from labsupport.instructor.labs import solution_namespace
 
 NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "lab2_randomized_smoothing.py"
 SOLUTION_CELLS = ("smooth_class", "sample_noise", "predict", "certify", "certified_accuracy")

@@ -1,7 +1,7 @@
 """Course tests, generic over every ``notebooks/lab*.py``: build, validate, autograde, run.
 
 Every autograde costs a kernel run of the whole notebook, so each lab is released once, its
-fixture submissions (see :mod:`labsupport.submissions`) are autograded in ONE nbgrader call,
+fixture submissions (see :mod:`labsupport.instructor.demo`) are autograded in ONE nbgrader call,
 and the tests read the per-cell grades of that batch. nbgrader works in a private course
 root (a copy of ``grading/nbgrader_config.py`` in a temporary folder), with a shorter
 per-cell timeout than the course's.
@@ -17,8 +17,8 @@ from typing import Any
 import nbformat
 import pytest
 
-from labsupport import grading, submissions
-from labsupport.course import Lab, discover_labs
+from labsupport.instructor import cells, demo, grading
+from labsupport.instructor.labs import Lab, discover_labs
 
 REPO = Path(__file__).resolve().parents[2]
 LABS = discover_labs(REPO / "notebooks")
@@ -35,7 +35,7 @@ def lab_params() -> list[Any]:
 
 def planted_bugs(lab: Lab) -> dict[str, tuple[str, str, str]]:
     """The lab's planted bugs (``tests/planted/<stem>.py``)."""
-    return submissions.load_planted(PLANTED / f"{lab.stem}.py")
+    return demo.load_planted(PLANTED / f"{lab.stem}.py")
 
 
 @dataclass
@@ -107,20 +107,20 @@ class CourseCache:
 
     def _grade(self, released: Released) -> Graded:
         lab, root = released.lab.name, released.root
-        good = submissions.perfect(released.source, released.release)
+        good = demo.perfect(released.source, released.release)
         notebooks = {"perfect": good, "untouched": released.release}
         contents: dict[str, dict[str, Any]] = {"perfect": {}, "untouched": {}}
-        for i, group in enumerate(submissions.pack_bugs(planted_bugs(released.lab)), 1):
+        for i, group in enumerate(demo.pack_bugs(planted_bugs(released.lab)), 1):
             notebook = good
             for task, old, new in group.values():
-                notebook = submissions.with_bug(notebook, task, old, new)
+                notebook = demo.with_bug(notebook, task, old, new)
             notebooks[f"bugs-{i}"] = notebook
             contents[f"bugs-{i}"] = {"bugs": group}
-        for i, plan in enumerate(submissions.tamper_plans(released.source), 1):
-            notebooks[f"tampered-{i}"] = submissions.tampered(good, **plan)
+        for i, plan in enumerate(demo.tamper_plans(released.source), 1):
+            notebooks[f"tampered-{i}"] = demo.tampered(good, **plan)
             contents[f"tampered-{i}"] = plan
         for student, notebook in notebooks.items():
-            submissions.write_notebook(
+            demo.write_notebook(
                 notebook, root / "submitted" / student / lab / f"{lab}.ipynb")
         flags = grading.check_submissions(root, lab, list(notebooks))
         result = grading.autograde(root, lab, config=released.config)
@@ -129,7 +129,7 @@ class CourseCache:
         for row in rows:
             grades.setdefault(row.student, {})[row.cell] = row.score
         flags += grading.ungraded_flags(rows, list(notebooks), lab,
-                                        submissions.test_cells(released.release))
+                                        cells.test_cells(released.release))
         return Graded(released, contents, grades,
                       {row.cell: row.max_score for row in rows}, flags,
                       result.get("log", "") + result.get("error", ""),

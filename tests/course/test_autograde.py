@@ -13,7 +13,7 @@ import shutil
 import nbformat
 import pytest
 
-from labsupport import grading, submissions
+from labsupport.instructor import cells, grading
 
 from .conftest import LABS, lab_params, planted_bugs
 
@@ -55,7 +55,7 @@ def test_release_passes_none_of_its_tests(lab, course, tmp_path):
     shutil.copy(released.release_path, copy)
     result = grading.validate(copy, config=released.config, invert=True, ignore_checksums=True)
     empty_in_release = {c.source.strip() for c in released.release.cells
-                        if submissions.is_test(c)
+                        if cells.is_test(c)
                         and all(not line.strip() or line.lstrip().startswith("#")
                                 for line in c.source.splitlines())}
     passed = [c["source"][:80] for c in result.get("passed", [])
@@ -68,7 +68,7 @@ def test_release_passes_none_of_its_tests(lab, course, tmp_path):
 def test_perfect_submission_gets_full_marks(lab, course):
     graded = course.graded(lab)
     scores = graded.scores("perfect")
-    tests = submissions.test_cells(graded.released.release)
+    tests = cells.test_cells(graded.released.release)
     assert set(tests) <= set(scores), f"missing test cells in the grades: {scores}"
     wrong = {cell: scores[cell] for cell in tests if scores[cell] != tests[cell]}
     assert not wrong, (f"{lab.name}: the instructor's answers lose points: {wrong}\n"
@@ -79,7 +79,7 @@ def test_perfect_submission_gets_full_marks(lab, course):
 def test_untouched_release_gets_zero(lab, course):
     graded = course.graded(lab)
     scores = graded.scores("untouched")
-    tests = submissions.test_cells(graded.released.release)
+    tests = cells.test_cells(graded.released.release)
     assert {cell: scores[cell] for cell in tests} == dict.fromkeys(tests, 0.0), scores
     # Written answers left as the stub score 0 as well (nbgrader: unchanged answer cell).
     assert all(score in (0.0, None) for score in scores.values()), scores
@@ -92,11 +92,11 @@ def test_planted_bug_loses_exactly_its_task(lab, bug, course):
                    if bug in content.get("bugs", {}))
     bugs = graded.students[student]["bugs"]
     scores = graded.scores(student)
-    points = submissions.task_points(graded.released.source)
+    points = cells.task_points(graded.released.source)
     task = bugs[bug][0]
     assert points[task], f"{task} has no test cells"
     buggy = {cell for name, (t, _, _) in bugs.items() for cell in points[t]}
-    for cell, max_score in submissions.test_cells(graded.released.release).items():
+    for cell, max_score in cells.test_cells(graded.released.release).items():
         expected = 0.0 if cell in buggy else max_score
         assert scores[cell] == expected, (
             f"{lab.name} with planted bug(s) {sorted(bugs)}: {cell} scored {scores[cell]}, "
@@ -105,7 +105,7 @@ def test_planted_bug_loses_exactly_its_task(lab, bug, course):
 
 @pytest.mark.parametrize("lab", lab_params())
 def test_every_task_has_a_planted_bug(lab, course):
-    tasks = [t for t, cells in submissions.task_points(course.released(lab).source).items()
+    tasks = [t for t, cells in cells.task_points(course.released(lab).source).items()
              if cells]
     covered = {task for task, _, _ in planted_bugs(lab).values()}
     assert set(tasks) <= covered, (
@@ -149,9 +149,9 @@ def test_endless_loop_times_out_and_the_rest_is_graded(lab, course):
     graded = course.graded(lab)
     student, plan = _tampered(graded, "loop")
     scores = graded.scores(student)
-    points = submissions.task_points(graded.released.source)
+    points = cells.task_points(graded.released.source)
     looping = set(points[plan["loop"]])
-    for cell, max_score in submissions.test_cells(graded.released.release).items():
+    for cell, max_score in cells.test_cells(graded.released.release).items():
         expected = 0.0 if cell in looping else max_score
         assert scores[cell] == expected, (
             f"endless loop in {plan['loop']}: {cell} scored {scores[cell]}, expected "
@@ -159,7 +159,7 @@ def test_endless_loop_times_out_and_the_rest_is_graded(lab, course):
     lab_name = lab.name
     autograded = nbformat.read(graded.released.root / "autograded" / student / lab_name
                                / f"{lab_name}.ipynb", as_version=4)
-    loop_cell = next(c for c in autograded.cells if submissions.grade_id(c) == plan["loop"])
+    loop_cell = next(c for c in autograded.cells if cells.grade_id(c) == plan["loop"])
     errors = [o.get("ename") for o in loop_cell.get("outputs", [])
               if o.get("output_type") == "error"]
     assert "CellTimeoutError" in errors, f"the looping answer cell was not timed out: {errors}"
@@ -173,5 +173,5 @@ def test_grades_export_one_row_per_cell(lab, course, tmp_path):
     header, *lines = path.read_text().splitlines()
     assert header == "student,lab,cell,score,max_score"
     graded_cells = [c for c in graded.released.release.cells
-                    if submissions.nbgrader_meta(c).get("grade")]
+                    if cells.nbgrader_meta(c).get("grade")]
     assert len(lines) == len(graded.students) * len(graded_cells)

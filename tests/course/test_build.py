@@ -8,9 +8,9 @@ import re
 
 import pytest
 
-from labsupport import submissions
 from labsupport.colab import COLAB_CELL
-from labsupport.course import to_notebook
+from labsupport.instructor import cells
+from labsupport.instructor.labs import to_notebook
 
 from .conftest import LABS, lab_params, planted_bugs
 
@@ -31,7 +31,7 @@ def test_source_converts_with_complete_nbgrader_metadata(lab):
     assert notebook.metadata["kernelspec"]["name"] == "python3"
     seen: set[str] = set()
     for index, cell in enumerate(notebook.cells):
-        meta = submissions.nbgrader_meta(cell)
+        meta = cells.nbgrader_meta(cell)
         where = f"{lab.source.name}, cell {index} ({cell.source[:40]!r})"
         if not meta:
             assert cell.cell_type == "markdown" or "parameters" in cell.metadata.get("tags", []), (
@@ -47,28 +47,28 @@ def test_source_converts_with_complete_nbgrader_metadata(lab):
             assert float(meta.get("points", 0)) > 0, f"{where}: a graded cell needs points > 0"
         if not meta["solution"] and cell.cell_type == "code":
             assert meta["locked"], f"{where}: code cells students do not write must be locked"
-        if submissions.is_task(cell):
+        if cells.is_task(cell):
             assert SOLUTION_REGION.search(cell.source), (
                 f"{where}: an answer cell needs ### BEGIN SOLUTION / ### END SOLUTION")
         if "BEGIN HIDDEN TESTS" in cell.source:
-            assert submissions.is_test(cell) and HIDDEN_REGION.search(cell.source), (
+            assert cells.is_test(cell) and HIDDEN_REGION.search(cell.source), (
                 f"{where}: hidden tests belong in a test cell, between both markers")
 
 
 @pytest.mark.parametrize("lab", lab_params())
 def test_tasks_and_tests_follow_the_naming_convention(lab):
     notebook = to_notebook(lab)
-    tasks = submissions.tasks(notebook)
+    tasks = cells.tasks(notebook)
     assert tasks, f"{lab.name} has no answer cells"
-    points = submissions.task_points(notebook)
-    for test_id in submissions.test_cells(notebook):
-        assert submissions.task_of(test_id, tasks), (
+    points = cells.task_points(notebook)
+    for test_id in cells.test_cells(notebook):
+        assert cells.task_of(test_id, tasks), (
             f"{lab.name}: test cell {test_id!r} is not named test_<task>_<suffix> for a task "
             f"among {tasks}")
     for task in tasks:
         assert points[task], f"{lab.name}: task {task!r} has no test cell test_{task}_*"
     # Test cells follow their task's answer cell.
-    order = [submissions.grade_id(c) for c in notebook.cells]
+    order = [cells.grade_id(c) for c in notebook.cells]
     for task, tests in points.items():
         for test_id in tests:
             assert order.index(test_id) > order.index(task), (task, test_id)
@@ -78,13 +78,13 @@ def test_tasks_and_tests_follow_the_naming_convention(lab):
 def test_test_cells_do_not_end_in_a_value(lab):
     """nbgrader reads a test cell's displayed value as partial credit: never end in one."""
     for cell in to_notebook(lab).cells:
-        if submissions.is_test(cell):
+        if cells.is_test(cell):
             code = "\n".join(line for line in cell.source.splitlines()
                              if not line.lstrip().startswith("%"))
             body = ast.parse(code).body
             if body and isinstance(body[-1], ast.Expr):
                 assert isinstance(body[-1].value, ast.Call), (
-                    f"{lab.name} {submissions.grade_id(cell)}: ends in an expression whose value "
+                    f"{lab.name} {cells.grade_id(cell)}: ends in an expression whose value "
                     "nbgrader would take as a partial score")
 
 
@@ -107,7 +107,7 @@ def test_first_code_cell_is_the_colab_cell(lab):
 @pytest.mark.parametrize("lab", lab_params())
 def test_planted_bugs_name_a_task_and_text_in_it(lab):
     notebook = to_notebook(lab)
-    answers = {submissions.grade_id(c): c.source for c in notebook.cells if submissions.is_task(c)}
+    answers = {cells.grade_id(c): c.source for c in notebook.cells if cells.is_task(c)}
     bugs = planted_bugs(lab)
     assert bugs, f"{lab.name}: no planted bugs in tests/planted/{lab.stem}.py"
     for name, (task, old, new) in bugs.items():
@@ -119,12 +119,12 @@ def test_planted_bugs_name_a_task_and_text_in_it(lab):
 @pytest.mark.parametrize("lab", lab_params())
 def test_release_has_no_solution_and_no_hidden_test(lab, course):
     released = course.released(lab)
-    text = {submissions.grade_id(c): c.source for c in released.release.cells}
+    text = {cells.grade_id(c): c.source for c in released.release.cells}
     whole = "\n".join(c.source for c in released.release.cells)
     for marker in ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS"):
         assert marker not in whole, f"{lab.name} release contains {marker!r}"
     for cell in released.source.cells:
-        gid = submissions.grade_id(cell)
+        gid = cells.grade_id(cell)
         regions = SOLUTION_REGION.findall(cell.source) + HIDDEN_REGION.findall(cell.source)
         for region in regions:
             lines = [line.strip() for line in region.splitlines()]
@@ -135,5 +135,5 @@ def test_release_has_no_solution_and_no_hidden_test(lab, course):
                     f"{lab.name} {gid}: release still holds {line!r}")
     # Each answer cell of the release is a stub.
     for cell in released.release.cells:
-        if submissions.is_task(cell):
-            assert "NotImplementedError" in cell.source, submissions.grade_id(cell)
+        if cells.is_task(cell):
+            assert "NotImplementedError" in cell.source, cells.grade_id(cell)

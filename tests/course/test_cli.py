@@ -9,7 +9,7 @@ import types
 import nbformat
 import pytest
 
-from labsupport import cli
+from labsupport.instructor import cli
 
 from .conftest import LABS, REPO
 

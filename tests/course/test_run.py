@@ -8,7 +8,7 @@ import json
 import nbformat
 import pytest
 
-from labsupport.course import run_lab
+from labsupport.instructor.runs import run_lab
 
 from .conftest import lab_params
 

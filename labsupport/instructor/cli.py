@@ -21,7 +21,7 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-from .course import CourseError, discover_labs, find_root, kernel_environment, select_labs
+from .labs import CourseError, discover_labs, find_root, kernel_environment, select_labs
 
 PROFILE_CHOICES = ("auto", "smoke", "cpu", "full")
 
@@ -71,8 +71,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_grade(args: argparse.Namespace) -> int:
+    from .demo import demo_submissions
     from .grading import grade_all, release, submitted_students
-    from .submissions import demo_submissions
 
     root, labs = _labs(args)
     grading_root = root / "grading"
@@ -108,7 +108,7 @@ def cmd_grade(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .course import run_lab
+    from .runs import run_lab
 
     root, labs = _labs(argparse.Namespace(labs=[args.lab]))
     out = run_lab(labs[0], profile=args.profile, dataset=args.dataset,
@@ -121,7 +121,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_course(args: argparse.Namespace) -> int:
     from papermill.exceptions import PapermillExecutionError
 
-    from .course import run_lab, summarize
+    from .runs import run_lab, summarize
 
     root, labs = _labs(args)
     failed = []
@@ -148,7 +148,7 @@ def cmd_assets(args: argparse.Namespace) -> int:
         raise CourseError(f"Unknown assets action {args.action!r}; use `labsupport assets build`.")
     if not args.all and not args.names:
         raise CourseError("Name the assets to build, or pass --all.")
-    from . import assets  # written alongside the labs that hand out pre-trained models
+    from .. import assets  # written alongside the labs that hand out pre-trained models
 
     assets.build_assets(None if args.all else args.names, dataset=args.dataset,
                         profile=args.profile)

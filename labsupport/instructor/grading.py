@@ -21,7 +21,8 @@ from typing import Any
 
 from nbgrader.preprocessors import OverwriteCells
 
-from .course import Lab, kernel_environment, write_source
+from .cells import by_grade_id, is_graded
+from .labs import Lab, kernel_environment, write_source
 
 CONFIG_FILE = "nbgrader_config.py"
 
@@ -280,15 +281,6 @@ def _graded(grade: Any) -> bool:
     return grade.auto_score is not None or grade.manual_score is not None
 
 
-def _grade_ids(notebook: Any) -> dict[str, Any]:
-    return {cell.metadata["nbgrader"]["grade_id"]: cell for cell in notebook.cells
-            if cell.metadata.get("nbgrader", {}).get("grade_id")}
-
-
-def _is_graded_cell(cell: Any) -> bool:
-    return bool(cell.metadata.get("nbgrader", {}).get("grade"))
-
-
 def check_submissions(root: str | os.PathLike[str], lab: str,
                       students: Iterable[str] | None = None) -> list[Flag]:
     """Flags for ``submitted/*/<lab>/``: unreadable notebooks, graded cells that are missing
@@ -300,7 +292,7 @@ def check_submissions(root: str | os.PathLike[str], lab: str,
     release_path = root / "release" / lab / f"{lab}.ipynb"
     if not release_path.is_file():
         raise GradingError(f"No release notebook {release_path}; run `labsupport release`.")
-    released = _grade_ids(nbformat.read(release_path, as_version=4))
+    released = by_grade_id(nbformat.read(release_path, as_version=4))
     flags = []
     for student in students if students is not None else submitted_students(root, lab):
         path = root / "submitted" / student / lab / f"{lab}.ipynb"
@@ -308,17 +300,17 @@ def check_submissions(root: str | os.PathLike[str], lab: str,
             flags.append(Flag(student, lab, "", f"no {lab}.ipynb in the submission"))
             continue
         try:
-            submitted = _grade_ids(nbformat.read(path, as_version=4))
+            submitted = by_grade_id(nbformat.read(path, as_version=4))
         except Exception as error:  # not JSON, not a notebook
             flags.append(Flag(student, lab, "", f"unreadable notebook ({error})"))
             continue
         for grade_id, cell in released.items():
             if grade_id not in submitted:
-                if _is_graded_cell(cell):
+                if is_graded(cell):
                     flags.append(Flag(student, lab, grade_id,
                                       "graded cell missing from the submission "
                                       "(restored from the source and graded)"))
-            elif (_is_graded_cell(cell) and not cell.metadata["nbgrader"].get("solution")
+            elif (is_graded(cell) and not cell.metadata["nbgrader"].get("solution")
                   and submitted[grade_id].source != cell.source):
                 flags.append(Flag(student, lab, grade_id,
                                   "test cell changed by the student (restored before grading)"))
@@ -348,7 +340,7 @@ def release_test_cells(root: str | os.PathLike[str], lab: str) -> list[str]:
     """grade_ids of the autograded test cells of ``release/<lab>/<lab>.ipynb``."""
     import nbformat
 
-    from .submissions import test_cells
+    from .cells import test_cells
 
     path = Path(root) / "release" / lab / f"{lab}.ipynb"
     return list(test_cells(nbformat.read(path, as_version=4)))

@@ -6,7 +6,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-from labsupport import submissions
+from labsupport.instructor import cells, demo
 
 
 def _cell(grade_id, source="", *, solution=False, grade=False, points=None):
@@ -28,7 +28,7 @@ def _notebook():
 
 
 def test_task_points_use_the_longest_task_prefix():
-    assert submissions.task_points(_notebook()) == {
+    assert cells.task_points(_notebook()) == {
         "predict": {"test_predict_visible": 1.0},
         "predict_batch": {"test_predict_batch_visible": 2.0, "test_predict_batch_hidden": 3.0},
     }
@@ -38,47 +38,47 @@ def test_perfect_fills_answers_without_markers():
     source = _notebook()
     release = nbformat.from_dict(source)
     release.cells[0].source = "raise NotImplementedError()"
-    filled = submissions.perfect(source, release)
+    filled = demo.perfect(source, release)
     assert filled.cells[0].source == "x = 1"
     assert release.cells[0].source == "raise NotImplementedError()"  # not modified
 
 
 def test_with_bug_requires_the_old_text():
-    notebook = submissions.perfect(_notebook(), _notebook())
-    assert submissions.with_bug(notebook, "predict", "x = 1", "x = 0").cells[0].source == "x = 0"
+    notebook = demo.perfect(_notebook(), _notebook())
+    assert demo.with_bug(notebook, "predict", "x = 1", "x = 0").cells[0].source == "x = 0"
     with pytest.raises(ValueError, match="does not occur"):
-        submissions.with_bug(notebook, "predict", "z = 3", "z = 0")
+        demo.with_bug(notebook, "predict", "z = 3", "z = 0")
 
 
 def test_pack_bugs_puts_at_most_one_bug_per_task_in_a_submission():
     bugs = {"a": ("t1", "x", "y"), "b": ("t1", "u", "v"), "c": ("t2", "p", "q")}
-    assert submissions.pack_bugs(bugs) == [{"a": bugs["a"], "c": bugs["c"]}, {"b": bugs["b"]}]
+    assert demo.pack_bugs(bugs) == [{"a": bugs["a"], "c": bugs["c"]}, {"b": bugs["b"]}]
 
 
 def test_tamper_plan_loops_in_the_last_task_and_tampers_the_others():
-    assert submissions.tamper_plans(_notebook()) == [
+    assert demo.tamper_plans(_notebook()) == [
         {"loop": "predict_batch", "edit": "test_predict_visible"}]
     one_task = new_notebook(cells=_notebook().cells[2:])
-    assert submissions.tamper_plans(one_task) == [
+    assert demo.tamper_plans(one_task) == [
         {"loop": "predict_batch"},
         {"edit": "test_predict_batch_visible", "delete": "test_predict_batch_hidden"}]
 
 
 def test_tampered_edits_deletes_and_loops():
-    notebook = submissions.tampered(_notebook(), edit="test_predict_visible",
+    notebook = demo.tampered(_notebook(), edit="test_predict_visible",
                                     delete="test_predict_batch_hidden", loop="predict_batch")
-    ids = [submissions.grade_id(c) for c in notebook.cells]
+    ids = [cells.grade_id(c) for c in notebook.cells]
     assert "test_predict_batch_hidden" not in ids
-    assert notebook.cells[1].source == submissions.TAMPERED_TEST
-    assert notebook.cells[2].source.startswith(submissions.ENDLESS_LOOP)
+    assert notebook.cells[1].source == demo.TAMPERED_TEST
+    assert notebook.cells[2].source.startswith(demo.ENDLESS_LOOP)
 
 
 def test_load_planted_checks_the_format(tmp_path):
-    assert submissions.load_planted(tmp_path / "missing.py") == {}
+    assert demo.load_planted(tmp_path / "missing.py") == {}
     good = tmp_path / "good.py"
     good.write_text("BUGS = {'b': ('task', 'old', 'new')}\n")
-    assert submissions.load_planted(good) == {"b": ("task", "old", "new")}
+    assert demo.load_planted(good) == {"b": ("task", "old", "new")}
     bad = tmp_path / "bad.py"
     bad.write_text("BUGS = {'b': ('task', 'old')}\n")
     with pytest.raises(ValueError, match="must be"):
-        submissions.load_planted(bad)
+        demo.load_planted(bad)

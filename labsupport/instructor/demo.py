@@ -23,58 +23,12 @@ import re
 from pathlib import Path
 from typing import Any
 
+from .cells import find, grade_id, is_answer, task_points
+
 SOLUTION_MARKERS = re.compile(r"^\s*### (BEGIN|END) SOLUTION\s*$")
 #: Prepended to an answer cell to make it loop forever.
 ENDLESS_LOOP = "while True:  # an endless loop in the answer\n    pass\n"
 TAMPERED_TEST = "# The student replaced this test cell.\nprint('all tests passed')\n"
-
-
-def nbgrader_meta(cell: Any) -> dict[str, Any]:
-    """A cell's nbgrader metadata (empty when it has none)."""
-    return cell.get("metadata", {}).get("nbgrader", {}) or {}
-
-
-def grade_id(cell: Any) -> str | None:
-    """A cell's nbgrader grade_id, if any."""
-    return nbgrader_meta(cell).get("grade_id")
-
-
-def is_task(cell: Any) -> bool:
-    """A code cell a student writes code in (nbgrader solution cell)."""
-    return cell.cell_type == "code" and bool(nbgrader_meta(cell).get("solution"))
-
-
-def is_test(cell: Any) -> bool:
-    """An autograded test cell (graded code cell that is not an answer cell)."""
-    meta = nbgrader_meta(cell)
-    return cell.cell_type == "code" and bool(meta.get("grade")) and not meta.get("solution")
-
-
-def tasks(notebook: Any) -> list[str]:
-    """The grade_ids of the notebook's code answer cells, in order."""
-    return [grade_id(c) for c in notebook.cells if is_task(c)]
-
-
-def test_cells(notebook: Any) -> dict[str, float]:
-    """grade_id -> points of every autograded test cell, in order."""
-    return {grade_id(c): float(nbgrader_meta(c)["points"]) for c in notebook.cells if is_test(c)}
-
-
-def task_of(test_id: str, task_ids: list[str]) -> str | None:
-    """The task a test cell belongs to: the longest task ``t`` with ``test_<t>_`` as prefix."""
-    owners = [t for t in task_ids if test_id.startswith(f"test_{t}_")]
-    return max(owners, key=len) if owners else None
-
-
-def task_points(notebook: Any) -> dict[str, dict[str, float]]:
-    """task -> {test cell grade_id: points}."""
-    task_ids = tasks(notebook)
-    out: dict[str, dict[str, float]] = {t: {} for t in task_ids}
-    for test_id, points in test_cells(notebook).items():
-        owner = task_of(test_id, task_ids)
-        if owner is not None:
-            out[owner][test_id] = points
-    return out
 
 
 def strip_markers(source: str) -> str:
@@ -82,20 +36,13 @@ def strip_markers(source: str) -> str:
     return "\n".join(line for line in source.splitlines() if not SOLUTION_MARKERS.match(line))
 
 
-def _cell(notebook: Any, gid: str) -> Any:
-    for cell in notebook.cells:
-        if grade_id(cell) == gid:
-            return cell
-    raise KeyError(f"No cell with grade_id {gid!r}.")
-
-
 def perfect(source: Any, release: Any) -> Any:
     """The release with every answer cell (code and written) filled from the source."""
     notebook = copy.deepcopy(release)
-    answers = {grade_id(c): c.source for c in source.cells if nbgrader_meta(c).get("solution")}
+    answers = {grade_id(c): c.source for c in source.cells if is_answer(c)}
     for cell in notebook.cells:
         gid = grade_id(cell)
-        if gid in answers and nbgrader_meta(cell).get("solution"):
+        if gid in answers and is_answer(cell):
             cell.source = strip_markers(answers[gid])
     return notebook
 
@@ -103,7 +50,7 @@ def perfect(source: Any, release: Any) -> Any:
 def with_bug(notebook: Any, task: str, old: str, new: str) -> Any:
     """A copy of ``notebook`` with ``old`` replaced by ``new`` in the answer cell ``task``."""
     notebook = copy.deepcopy(notebook)
-    cell = _cell(notebook, task)
+    cell = find(notebook, task)
     if old not in cell.source:
         raise ValueError(f"Planted bug: {old!r} does not occur in the answer cell {task!r}.")
     cell.source = cell.source.replace(old, new)
@@ -116,11 +63,11 @@ def tampered(notebook: Any, *, edit: str | None = None, delete: str | None = Non
     removed and an endless loop at the top of the answer cell ``loop``."""
     notebook = copy.deepcopy(notebook)
     if edit:
-        _cell(notebook, edit).source = TAMPERED_TEST
+        find(notebook, edit).source = TAMPERED_TEST
     if delete:
         notebook.cells = [c for c in notebook.cells if grade_id(c) != delete]
     if loop:
-        cell = _cell(notebook, loop)
+        cell = find(notebook, loop)
         cell.source = ENDLESS_LOOP + cell.source
     return notebook
 
