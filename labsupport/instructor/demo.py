@@ -57,6 +57,15 @@ def with_bug(notebook: Any, task: str, old: str, new: str) -> Any:
     return notebook
 
 
+def with_answers(notebook: Any, answers: dict[str, str]) -> Any:
+    """A copy of ``notebook`` with the answer cells named in ``answers`` (grade_id -> source)
+    replaced."""
+    notebook = copy.deepcopy(notebook)
+    for gid, source in answers.items():
+        find(notebook, gid).source = source
+    return notebook
+
+
 def tampered(notebook: Any, *, edit: str | None = None, delete: str | None = None,
              loop: str | None = None) -> Any:
     """A copy of ``notebook`` with the test cell ``edit`` rewritten, the test cell ``delete``
@@ -72,16 +81,20 @@ def tampered(notebook: Any, *, edit: str | None = None, delete: str | None = Non
     return notebook
 
 
+def _load_module(path: Path) -> Any:
+    spec = importlib.util.spec_from_file_location(f"_course_{path.parent.name}_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    assert spec.loader is not None
+    spec.loader.exec_module(module)
+    return module
+
+
 def load_planted(path: str | os.PathLike[str]) -> dict[str, tuple[str, str, str]]:
     """The ``BUGS`` dict of a planted-bugs file (empty when the file does not exist)."""
     path = Path(path)
     if not path.is_file():
         return {}
-    spec = importlib.util.spec_from_file_location(f"planted_{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    assert spec.loader is not None
-    spec.loader.exec_module(module)
-    bugs = getattr(module, "BUGS", None)
+    bugs = getattr(_load_module(path), "BUGS", None)
     if not isinstance(bugs, dict):
         raise ValueError(f"{path} must define BUGS: dict[str, tuple[str, str, str]].")
     for name, value in bugs.items():
@@ -89,6 +102,19 @@ def load_planted(path: str | os.PathLike[str]) -> dict[str, tuple[str, str, str]
                 and all(isinstance(v, str) for v in value)):
             raise ValueError(f"{path}: BUGS[{name!r}] must be (task grade_id, old, new).")
     return bugs
+
+
+def load_answers(path: str | os.PathLike[str], name: str) -> dict[str, str]:
+    """The dict ``name`` (task grade_id -> answer cell source) of a Python file; empty when
+    the file or the name does not exist."""
+    path = Path(path)
+    if not path.is_file():
+        return {}
+    answers = getattr(_load_module(path), name, {})
+    if not (isinstance(answers, dict)
+            and all(isinstance(k, str) and isinstance(v, str) for k, v in answers.items())):
+        raise ValueError(f"{path}: {name} must be a dict of task grade_id -> answer source.")
+    return answers
 
 
 def pack_bugs(bugs: dict[str, tuple[str, str, str]]) -> list[dict[str, tuple[str, str, str]]]:

@@ -23,6 +23,7 @@ from labsupport.instructor.labs import Lab, discover_labs
 REPO = Path(__file__).resolve().parents[2]
 LABS = discover_labs(REPO / "notebooks")
 PLANTED = REPO / "tests" / "planted"
+ALTERNATIVES = REPO / "tests" / "alternatives"
 #: Per-cell timeout in the course tests: a smoke experiment cell takes seconds; an endless
 #: loop costs this much once per lab.
 TEST_TIMEOUT = 20
@@ -36,6 +37,16 @@ def lab_params() -> list[Any]:
 def planted_bugs(lab: Lab) -> dict[str, tuple[str, str, str]]:
     """The lab's planted bugs (``tests/planted/<stem>.py``)."""
     return demo.load_planted(PLANTED / f"{lab.stem}.py")
+
+
+def alternative_solutions(lab: Lab) -> dict[str, str]:
+    """task -> an independently written correct answer (``tests/alternatives/<stem>.py``)."""
+    return demo.load_answers(ALTERNATIVES / f"{lab.stem}.py", "SOLUTIONS")
+
+
+def package_wrappers(lab: Lab) -> dict[str, str]:
+    """task -> an answer that only calls the package (``WRAPPERS`` in the planted file)."""
+    return demo.load_answers(PLANTED / f"{lab.stem}.py", "WRAPPERS")
 
 
 @dataclass
@@ -116,6 +127,14 @@ class CourseCache:
                 notebook = demo.with_bug(notebook, task, old, new)
             notebooks[f"bugs-{i}"] = notebook
             contents[f"bugs-{i}"] = {"bugs": group}
+        alternatives = alternative_solutions(released.lab)
+        if alternatives:
+            notebooks["alternative"] = demo.with_answers(good, alternatives)
+            contents["alternative"] = {"answers": alternatives}
+        wrappers = package_wrappers(released.lab)
+        if wrappers:
+            notebooks["wrappers"] = demo.with_answers(good, wrappers)
+            contents["wrappers"] = {"answers": wrappers}
         for i, plan in enumerate(demo.tamper_plans(released.source), 1):
             notebooks[f"tampered-{i}"] = demo.tampered(good, **plan)
             contents[f"tampered-{i}"] = plan

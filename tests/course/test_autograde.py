@@ -113,6 +113,34 @@ def test_every_task_has_a_planted_bug(lab, course):
         f"(tests/planted/{lab.stem}.py)")
 
 
+@pytest.mark.parametrize("lab", lab_params())
+def test_alternative_solution_gets_full_marks(lab, course):
+    """An independently written correct answer to every task (tests/alternatives/)."""
+    graded = course.graded(lab)
+    if "alternative" not in graded.students:
+        pytest.fail(f"no tests/alternatives/{lab.stem}.py (SOLUTIONS: task -> answer)")
+    scores = graded.scores("alternative")
+    wrong = {cell: scores[cell] for cell, points in
+             cells.test_cells(graded.released.release).items() if scores[cell] != points}
+    assert not wrong, f"{lab.name}: a correct alternative answer loses points: {wrong}"
+
+
+@pytest.mark.parametrize("lab", lab_params())
+def test_answers_that_only_call_the_package_score_zero(lab, course):
+    """A task answered by wrapping the package's own implementation earns nothing."""
+    graded = course.graded(lab)
+    if "wrappers" not in graded.students:
+        pytest.skip(f"{lab.name}: no package implementation of any task to wrap")
+    scores = graded.scores("wrappers")
+    points = cells.task_points(graded.released.source)
+    wrapped = {cell for task in graded.students["wrappers"]["answers"] for cell in points[task]}
+    for cell, max_score in cells.test_cells(graded.released.release).items():
+        expected = 0.0 if cell in wrapped else max_score
+        assert scores[cell] == expected, (
+            f"{lab.name}: answers wrapping the package: {cell} scored {scores[cell]}, "
+            f"expected {expected}. All: {_summary(scores, graded.max_scores)}")
+
+
 def _tampered(graded, key):
     for student, plan in graded.students.items():
         if student.startswith("tampered") and plan.get(key):
