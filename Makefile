@@ -4,6 +4,7 @@
 #   make release   build the student notebooks into grading/release/
 #   make grade     autograde grading/submitted/ and write grading/grades.csv
 #   make assets    pre-build every pre-trained model the labs hand out (GPU when present)
+#   make student-bundle  what students receive, in build/student/ (host it at bundle_url)
 #   make bench     run the benchmarks (prints ratios; record them in benchmarks/RESULTS.md)
 
 PYTHON ?= python3
@@ -19,7 +20,7 @@ export OMP_WAIT_POLICY ?= PASSIVE
 PROFILE ?= cpu
 DATASET ?= synthetic
 
-.PHONY: env peers course test test-fast release grade assets bench lint clean
+.PHONY: env peers course test test-fast release grade assets student-bundle bench lint clean
 
 env: $(STAMP)
 
@@ -59,6 +60,9 @@ grade: env
 
 assets: env
 	$(BIN)/labsupport assets build --all --dataset $(DATASET)
+
+student-bundle: env
+	$(BIN)/labsupport student-bundle --profile $(PROFILE) --dataset $(DATASET)
 
 bench: env peers
 	for script in benchmarks/*.py; do echo "== $$script"; $(PEERS)/bin/python $$script || exit 1; done

@@ -61,12 +61,8 @@
 # never the algorithm.
 
 # %% nbgrader={"grade": false, "grade_id": "colab_setup", "locked": true, "schema_version": 3, "solution": false, "task": false}
-# Google Colab only: install the course's support package (does nothing elsewhere).
-import subprocess
-import sys
-
-if "google.colab" in sys.modules:
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "labsupport @ git+https://github.com/trustworthy-ml-course/labs.git"], check=True)
+# Google Colab setup: the release puts the pinned install of the course's support package
+# here (labsupport.instructor.colab); this source copy does nothing.
 
 # %% tags=["parameters"] nbgrader={"grade": false, "grade_id": "parameters", "locked": true, "schema_version": 3, "solution": false, "task": false}
 profile = "auto"  # "smoke", "cpu", "full" or "auto"

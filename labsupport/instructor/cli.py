@@ -6,6 +6,7 @@
     labsupport run LAB --profile P --dataset D   papermill one lab into build/<lab>/
     labsupport course --profile P --dataset D    run every lab, print a summary of the results
     labsupport assets build [NAME ...] --all     pre-build the models the labs hand out
+    labsupport student-bundle [--out DIR]        what students receive: build/student/
 
 Every command works from the course checkout (the folder with ``notebooks/``).
 """
@@ -32,11 +33,16 @@ def _labs(args: argparse.Namespace):
 
 
 def cmd_release(args: argparse.Namespace) -> int:
+    from .colab import bundle_url, is_placeholder
     from .grading import release
 
     root, labs = _labs(args)
     for path in release(labs, root / "grading"):
         print(f"released {path.relative_to(root)}")
+    url = bundle_url(root)
+    if is_placeholder(url):
+        print(f"note: the Colab cell installs from the placeholder {url}; set bundle_url in "
+              "pyproject.toml ([tool.labsupport]) or LABSUPPORT_BUNDLE_URL.")
     return 0
 
 
@@ -155,6 +161,26 @@ def cmd_assets(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_student_bundle(args: argparse.Namespace) -> int:
+    from .bundle import build_bundle
+    from .colab import is_placeholder
+
+    root, labs = _labs(args)
+    out = Path(args.out).resolve() if args.out else root / "build" / "student"
+    bundle = build_bundle(out, root=root, labs=labs, profile=args.profile, dataset=args.dataset)
+    where = out.relative_to(root) if out.is_relative_to(root) else out
+    print(f"wrote {where}/ ({len(bundle.files())} files, {bundle.size() / 1e6:.1f} MB):")
+    print(f"    {bundle.wheel.name}  sha256 {bundle.wheel.sha256}")
+    print(f"    notebooks/: {', '.join(p.name for p in bundle.notebooks)}")
+    print(f"    assets/: {len(bundle.assets)} pre-built models ({args.dataset}, {args.profile})")
+    print(f"Host {where}/ at {bundle.url}/ : the notebooks' Colab cell installs the wheel from "
+          "there, pinned by its sha256.")
+    if is_placeholder(bundle.url):
+        print("note: that is the placeholder URL; set bundle_url in pyproject.toml "
+              "([tool.labsupport]) or LABSUPPORT_BUNDLE_URL, and rebuild.")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="labsupport", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -200,6 +226,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true", help="build every asset")
     run_options(p, "auto")
     p.set_defaults(func=cmd_assets)
+
+    p = sub.add_parser("student-bundle", help="write build/student/: release notebooks, the "
+                                              "student wheel, pre-built models, SHA256SUMS")
+    p.add_argument("labs", nargs="*", help="labs to include (default: all)")
+    p.add_argument("--out", default=None,
+                   help="the bundle's folder, replaced (default: build/student/ of the course)")
+    p.add_argument("--profile", default="cpu", choices=("smoke", "cpu", "full"),
+                   help="profile of the pre-built models (default: cpu)")
+    p.add_argument("--dataset", default="synthetic",
+                   help="dataset of the pre-built models: synthetic (default), cifar4 or a "
+                        "path to a dataset-full.npz")
+    p.set_defaults(func=cmd_student_bundle)
     return parser
 
 

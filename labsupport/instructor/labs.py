@@ -136,10 +136,14 @@ def solution_namespace(source: str | os.PathLike[str], grade_ids: tuple[str, ...
 def write_source(lab: Lab, grading_root: str | os.PathLike[str]) -> Path:
     """Write ``grading/source/<lab>/<lab>.ipynb`` from the lab's source; return its path.
 
-    Files nbgrader copies along with the notebook (everything else in the folder) are removed,
-    so the source folder holds exactly the converted notebook.
+    The placeholder first code cell becomes the generated Colab cell (pinned to the student
+    wheel: :func:`labsupport.instructor.colab.fill_colab_cell`). Files nbgrader copies along
+    with the notebook (everything else in the folder) are removed, so the source folder holds
+    exactly the converted notebook.
     """
     import nbformat
+
+    from .colab import fill_colab_cell
 
     folder = Path(grading_root) / "source" / lab.name
     if folder.exists():
@@ -148,7 +152,7 @@ def write_source(lab: Lab, grading_root: str | os.PathLike[str]) -> Path:
                 stale.unlink()
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{lab.name}.ipynb"
-    nbformat.write(to_notebook(lab), path)
+    nbformat.write(fill_colab_cell(to_notebook(lab), find_root(lab.source)), path)
     return path
 
 

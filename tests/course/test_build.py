@@ -8,11 +8,12 @@ import re
 
 import pytest
 
-from labsupport.colab import COLAB_CELL
 from labsupport.instructor import cells
+from labsupport.instructor.colab import PLACEHOLDER, bundle_url, colab_cell
 from labsupport.instructor.labs import to_notebook
+from labsupport.instructor.wheel import student_wheel
 
-from .conftest import LABS, lab_params, planted_bugs
+from .conftest import LABS, REPO, lab_params, planted_bugs
 
 GRADE_ID = re.compile(r"^[A-Za-z0-9_-]+$")
 REQUIRED = ("grade", "grade_id", "locked", "schema_version", "solution")
@@ -99,9 +100,12 @@ def test_parameters_cell(lab):
 
 
 @pytest.mark.parametrize("lab", lab_params())
-def test_first_code_cell_is_the_colab_cell(lab):
+def test_first_code_cell_is_the_colab_cell(lab, course):
+    """The source holds the placeholder; the release, the generated, pinned Colab cell."""
     code = [c for c in to_notebook(lab).cells if c.cell_type == "code"]
-    assert code[0].source == COLAB_CELL
+    assert code[0].source == PLACEHOLDER
+    released = [c for c in course.released(lab).release.cells if c.cell_type == "code"]
+    assert released[0].source == colab_cell(bundle_url(REPO), student_wheel())
 
 
 @pytest.mark.parametrize("lab", lab_params())
