@@ -99,8 +99,10 @@ def _clear(out: Path) -> None:
     shutil.rmtree(out)
 
 
-def _release(labs: list[Lab], root: Path, folder: Path) -> list[Path]:
-    """Release ``labs`` in a scratch nbgrader course root; copy the notebooks to ``folder``."""
+def _release(labs: list[Lab], root: Path, folder: Path, wheel: StudentWheel) -> list[Path]:
+    """Release ``labs`` in a scratch nbgrader course root, their Colab cell pinned to
+    ``wheel``; copy the notebooks to ``folder``."""
+    from .colab import pinned
     from .grading import CONFIG_FILE, load_config, release
 
     folder.mkdir(parents=True)
@@ -109,7 +111,8 @@ def _release(labs: list[Lab], root: Path, folder: Path) -> list[Path]:
         config_file = root / "grading" / CONFIG_FILE
         if config_file.is_file():
             shutil.copy(config_file, scratch / CONFIG_FILE)
-        paths = release(labs, scratch, load_config(scratch))
+        with pinned(wheel):
+            paths = release(labs, scratch, load_config(scratch))
         copies = []
         for lab, path in zip(labs, paths, strict=True):
             copies.append(Path(shutil.copy(path, folder / f"{lab.name}.ipynb")))
@@ -154,7 +157,7 @@ def build_bundle(out: str | os.PathLike[str], *, root: str | os.PathLike[str],
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     try:
-        notebooks = _release(labs, root, work / "notebooks")
+        notebooks = _release(labs, root, work / "notebooks", wheel)
         expected = colab_cell(url, wheel)
         for path in notebooks:  # the release pinned the very wheel the bundle ships
             if _first_code(path) != expected:

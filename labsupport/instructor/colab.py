@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -89,11 +91,26 @@ def colab_cell(url: str, wheel: StudentWheel) -> str:
     )
 
 
+_PINNED: list[StudentWheel] = []
+
+
+@contextmanager
+def pinned(wheel: StudentWheel) -> Iterator[StudentWheel]:
+    """Within the block, releases pin ``wheel`` (the one a bundle ships), even if the package
+    changes meanwhile."""
+    _PINNED.append(wheel)
+    try:
+        yield wheel
+    finally:
+        _PINNED.pop()
+
+
 def fill_colab_cell(notebook: Any, root: str | os.PathLike[str] | None = None, *,
                     wheel: StudentWheel | None = None) -> Any:
     """Replace the placeholder first code cell of ``notebook`` with the generated Colab cell
     (its metadata kept); ``root`` is the course checkout holding the bundle_url setting.
-    Builds the student wheel when its hash is not cached. Returns the notebook."""
+    The wheel is ``wheel``, else the one :func:`pinned` names, else the student wheel of the
+    package in use (built when its hash is not cached). Returns the notebook."""
     code = [cell for cell in notebook.cells if cell.get("cell_type") == "code"]
     first = code[0] if code else None
     grade_id = (first or {}).get("metadata", {}).get("nbgrader", {}).get("grade_id")
@@ -101,5 +118,6 @@ def fill_colab_cell(notebook: Any, root: str | os.PathLike[str] | None = None, *
         raise CourseError(f"The first code cell of a lab must be the Colab placeholder (grade_id "
                           f"{GRADE_ID!r}, source labsupport.instructor.colab.PLACEHOLDER); the "
                           "release generates the install cell from it.")
-    first.source = colab_cell(bundle_url(root), wheel or student_wheel())
+    wheel = wheel or (_PINNED[-1] if _PINNED else student_wheel())
+    first.source = colab_cell(bundle_url(root), wheel)
     return notebook
