@@ -11,6 +11,7 @@ from nbgrader.preprocessors import (
     OverwriteKernelspec,
 )
 
+from labsupport.instructor.autograde import AUTOGRADE_STEPS
 from labsupport.instructor.grading import RestoreMissingCells
 
 c = get_config()  # noqa: F821 (provided by traitlets when it loads this file)
@@ -24,12 +25,16 @@ c.CourseDirectory.course_id = "trustworthy-ml"
 c.Execute.timeout = 120
 c.Execute.interrupt_on_timeout = True
 
-# A test cell that writes anything to stderr scores 0. The labs keep test cells silent;
-# this is only a backstop for messages that are harmless and outside the student's control.
+# nbgrader scores a test cell that writes anything to stderr as 0. A correct answer may
+# print to stderr (a progress bar, a warning, a debug print): a test fails by raising, so
+# stderr output is dropped before grading (all of it: the pattern matches any text).
 c.IgnorePattern.enabled = True
-c.IgnorePattern.pattern = (
-    r"\A(?:\s|Matplotlib is building the font cache[^\n]*\n?)*\Z"
-)
+c.IgnorePattern.pattern = r"(?s).*"
+
+# Student code runs in the grading sandbox (labsupport.instructor.sandbox), never in the
+# grader's process: nbgrader's Execute step is replaced by SandboxedExecute (which takes
+# its per-cell limit from Execute.timeout).
+c.Autograde.autograde_preprocessors = list(AUTOGRADE_STEPS)
 
 # A student who deletes a test cell would otherwise get no score for it, silently: put
 # graded cells back from the gradebook and grade them (`labsupport grade` also flags them).

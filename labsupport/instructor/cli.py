@@ -2,7 +2,8 @@
 
     labsupport release [LAB ...]                 notebooks/ -> grading/source -> grading/release
     labsupport validate [LAB ...]                source passes every test, release passes none
-    labsupport grade [LAB ...] [--demo]          autograde grading/submitted, write grades.csv
+    labsupport grade [LAB ...] [--jobs N]        autograde grading/submitted (sandboxed), write
+                                                 grades.csv and flags.csv; --shard i/n, --merge
     labsupport run LAB --profile P --dataset D   papermill one lab into build/<lab>/
     labsupport course --profile P --dataset D    run every lab, print a summary of the results
     labsupport assets build [NAME ...] --all     pre-build the models the labs hand out
@@ -76,40 +77,89 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return status
 
 
-def cmd_grade(args: argparse.Namespace) -> int:
+DEMO_ROOT = Path("build") / "demo-grading"
+
+
+def demo_course(root: Path, labs: list) -> Path:
+    """A scratch course root under ``build/`` with the demo submissions of ``labs`` (the real
+    ``grading/`` folder and its gradebook are never touched)."""
     from .demo import demo_submissions
-    from .grading import grade_all, release, submitted_students
+    from .grading import CONFIG_FILE, release
+
+    scratch = root / DEMO_ROOT
+    if scratch.exists():
+        shutil.rmtree(scratch)
+    scratch.mkdir(parents=True)
+    shutil.copy(root / "grading" / CONFIG_FILE, scratch / CONFIG_FILE)
+    release(labs, scratch)
+    for lab in labs:
+        demo_submissions(scratch, lab.name, root / "tests" / "planted" / f"{lab.stem}.py")
+    return scratch
+
+
+def cmd_grade(args: argparse.Namespace) -> int:
+    import os
+
+    from .grading import grade_all, merge_results, submitted_students
 
     root, labs = _labs(args)
     grading_root = root / "grading"
-    release_first = not args.no_release
-    if args.demo or not any(submitted_students(grading_root, lab.name) for lab in labs):
+    if args.merge:
+        report = merge_results(grading_root, args.merge)
+        return _print_report(report, root, grading_root)
+    demo = args.demo or not any(submitted_students(grading_root, lab.name) for lab in labs)
+    if demo:
         if not args.demo:
             print("No submissions in grading/submitted/: grading the demo (fixture) "
-                  "submissions, students demo-*, built from the lab sources.")
-        release(labs, grading_root)
-        release_first = False
-        for lab in labs:
-            planted = root / "tests" / "planted" / f"{lab.stem}.py"
-            demo_submissions(grading_root, lab.name, planted)
-    report = grade_all(grading_root, labs, release_first=release_first)
+                  "submissions, students demo-*, in a scratch course root "
+                  f"({DEMO_ROOT}/; grading/ is not touched).")
+        grading_root = demo_course(root, labs)
+    jobs = args.jobs or os.cpu_count() or 1
+    out = None
+    if args.shard:
+        index, _, count = args.shard.partition("/")
+        out = grading_root / "shards" / f"shard-{index}-of-{count}"
+
+    def progress(result) -> None:
+        state = "graded" if result.graded else "FAILED"
+        print(f"  {state}: {result.lab} {result.student}", flush=True)
+
+    report = grade_all(grading_root, labs, jobs=jobs, force=args.force,
+                       release_first=not (args.no_release or demo), shard_spec=args.shard,
+                       out=out, progress=progress, timeout=args.timeout)
+    if args.shard:
+        print(f"shard {args.shard}: {len(report.graded)} graded, {len(report.failed)} failed; "
+              f"results in {report.grades_csv}. Merge all shards with "
+              f"`labsupport grade --merge grading/shards/*`.")
+        return 1 if report.failed else 0
+    return _print_report(report, root, grading_root)
+
+
+def _print_report(report, root: Path, grading_root: Path) -> int:
     totals: dict[tuple[str, str], list[float]] = {}
     for row in report.grades:
-        # [autograded score, autograded max, points awaiting manual grading]
+        # [autograded score, autograded max, points to grade by hand]
         total = totals.setdefault((row.student, row.lab), [0.0, 0.0, 0.0])
-        if row.score is None:
+        if row.kind == "manual":
             total[2] += row.max_score
         else:
-            total[0] += row.score
+            total[0] += row.score or 0.0
             total[1] += row.max_score
     for (student, lab), (score, max_score, manual) in sorted(totals.items()):
-        pending = f" (+ {manual:g} points to grade by hand)" if manual else ""
+        pending = f" (+ {manual:g} points graded by hand)" if manual else ""
         print(f"{student:>20} {lab:>6}: {score:g} / {max_score:g}{pending}")
-    print(f"wrote {report.grades_csv.relative_to(root)} ({len(report.grades)} cells)")
+    where = grading_root.relative_to(root) if grading_root.is_relative_to(root) else grading_root
+    print(f"isolation: {report.mode}; graded {len(report.graded)}, unchanged (skipped) "
+          f"{len(report.skipped)}, failed {len(report.failed)}")
+    print(f"wrote {where}/grades.csv ({len(report.grades)} cells) and {where}/flags.csv")
     if report.flags:
-        print(f"FLAGGED ({len(report.flags)}; also in {report.flags_csv.relative_to(root)}):")
+        print(f"FLAGGED ({len(report.flags)}):")
         for flag in report.flags:
             print(f"    {flag.student} {flag.lab} {flag.cell or '-'}: {flag.problem}")
+    if report.failed:
+        print(f"could not grade: {', '.join(report.failed)} (logs in {where}/logs/)",
+              file=sys.stderr)
+        return 1
     return 0
 
 
@@ -200,8 +250,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-release", action="store_true",
                    help="grade against the existing release instead of rebuilding it first")
     p.add_argument("--demo", action="store_true",
-                   help="add the demo submissions (perfect, untouched, planted bugs, tampered; "
-                        "students demo-*); the default when grading/submitted/ is empty")
+                   help="grade the demo submissions (perfect, untouched, planted bugs, tampered; "
+                        "students demo-*) in a scratch course root under build/; the default "
+                        "when grading/submitted/ is empty")
+    p.add_argument("--jobs", type=int, default=None,
+                   help="submissions graded at once (default: the number of CPUs)")
+    p.add_argument("--force", action="store_true",
+                   help="regrade every submission, not only new or changed ones (manual "
+                        "grades are kept either way)")
+    p.add_argument("--shard", metavar="I/N", default=None,
+                   help="grade only shard I of N (every N-th submission); results go to "
+                        "grading/shards/ for --merge")
+    p.add_argument("--merge", nargs="+", metavar="FOLDER", default=None,
+                   help="merge shard results (grading/shards/*) into the gradebook")
+    p.add_argument("--timeout", type=int, default=None,
+                   help="seconds a cell may run (default: grading/nbgrader_config.py)")
     p.set_defaults(func=cmd_grade)
 
     def run_options(p: argparse.ArgumentParser, profile: str) -> None:

@@ -12,16 +12,19 @@ the Gradebook, and submissions missing a graded cell are flagged.
 from __future__ import annotations
 
 import csv
+import io
+import json
 import logging
 import os
-from collections.abc import Iterable
-from dataclasses import astuple, dataclass, fields
+import shutil
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, astuple, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from nbgrader.preprocessors import OverwriteCells
 
-from .cells import by_grade_id, is_graded
+from .cells import by_grade_id, is_graded, order, test_cells
 from .labs import Lab, kernel_environment, write_source
 
 CONFIG_FILE = "nbgrader_config.py"
@@ -198,15 +201,13 @@ class RestoreMissingCells(OverwriteCells):
         return nb, resources
 
 
-def autograde(root: str | os.PathLike[str], lab: str, *, students: str = "*",
-              config: Any = None) -> dict[str, Any]:
-    """Autograde ``submitted/<student>/<lab>/`` for every student (one call, one kernel each).
-
-    nbgrader goes on past a submission it cannot grade; the returned result's ``success``
-    is then False and its ``log`` names the submission. Never raises for a bad submission.
-    """
-    grader = api(root, config)
-    return grader.autograde(lab, students, force=True, create=True)
+def autograde(root: str | os.PathLike[str], lab: str, *, students: Sequence[str] | None = None,
+              jobs: int = 1, timeout: int | None = None, force: bool = True,
+              out: str | os.PathLike[str] | None = None) -> GradeReport:
+    """Autograde ``submitted/*/<lab>/`` (sandboxed, ``jobs`` at a time) into ``root``'s
+    gradebook and write ``grades.csv`` and ``flags.csv``. See :func:`grade_all`."""
+    return grade_all(root, [lab], students=students, jobs=jobs, timeout=timeout, force=force,
+                     out=out, release_first=False)
 
 
 # --------------------------------------------------------------------------------------
@@ -215,13 +216,18 @@ def autograde(root: str | os.PathLike[str], lab: str, *, students: str = "*",
 
 @dataclass(frozen=True)
 class CellGrade:
-    """One row of ``grades.csv``: a student's score on one graded cell of one lab."""
+    """One row of ``grades.csv``: a student's score on one graded cell of one lab.
+
+    ``kind`` is ``auto`` (a test cell) or ``manual`` (a written answer graded by hand);
+    ``needs_grading`` is true while a person still has to look at the cell."""
 
     student: str
     lab: str
     cell: str
     score: float | None
     max_score: float
+    kind: str
+    needs_grading: bool
 
 
 @dataclass(frozen=True)
@@ -243,13 +249,14 @@ def submitted_students(root: str | os.PathLike[str], lab: str) -> list[str]:
 
 
 def cell_grades(root: str | os.PathLike[str], config: Any = None) -> list[CellGrade]:
-    """Per-cell scores of every autograded submission, from the Gradebook."""
+    """Per-cell scores of every autograded submission, from the Gradebook, in notebook order."""
     from nbgrader.api import Gradebook, MissingEntry
 
     grader = api(root, config)
     rows = []
     with Gradebook(grader.coursedir.db_url, grader.coursedir.course_id) as gradebook:
         for assignment in gradebook.assignments:
+            tests = set(release_test_cells(root, assignment.name))
             for student in sorted(s.id for s in gradebook.students):
                 try:
                     submission = gradebook.find_submission(assignment.name, student)
@@ -259,9 +266,12 @@ def cell_grades(root: str | os.PathLike[str], config: Any = None) -> list[CellGr
                     order = _cell_order(root, assignment.name, notebook.name)
                     for grade in sorted(notebook.grades,
                                         key=lambda g: (order.get(g.name, len(order)), g.name)):
-                        rows.append(CellGrade(student, assignment.name, grade.name,
-                                              grade.score if _graded(grade) else None,
-                                              float(grade.max_score)))
+                        graded = grade.auto_score is not None or grade.manual_score is not None
+                        rows.append(CellGrade(
+                            student, assignment.name, grade.name,
+                            grade.score if graded else None, float(grade.max_score),
+                            "auto" if grade.name in tests else "manual",
+                            bool(grade.needs_manual_grade)))
     return sorted(rows, key=lambda r: (r.student, r.lab))
 
 
@@ -272,20 +282,13 @@ def _cell_order(root: str | os.PathLike[str], lab: str, notebook: str) -> dict[s
     path = Path(root) / "release" / lab / f"{notebook}.ipynb"
     if not path.is_file():
         return {}
-    cells = nbformat.read(path, as_version=4).cells
-    ids = [c.metadata.get("nbgrader", {}).get("grade_id") for c in cells]
-    return {gid: i for i, gid in enumerate(ids) if gid}
-
-
-def _graded(grade: Any) -> bool:
-    return grade.auto_score is not None or grade.manual_score is not None
+    return order(nbformat.read(path, as_version=4))
 
 
 def check_submissions(root: str | os.PathLike[str], lab: str,
                       students: Iterable[str] | None = None) -> list[Flag]:
-    """Flags for ``submitted/*/<lab>/``: unreadable notebooks, graded cells that are missing
-    (nbgrader would score them as nothing; the course config restores and grades them, but
-    the instructor should know) and locked test cells whose text was changed."""
+    """Flags for ``submitted/*/<lab>/``: graded cells that are missing (restored from the
+    source and graded) and locked test cells whose text was changed (restored)."""
     import nbformat
 
     root = Path(root)
@@ -301,8 +304,7 @@ def check_submissions(root: str | os.PathLike[str], lab: str,
             continue
         try:
             submitted = by_grade_id(nbformat.read(path, as_version=4))
-        except Exception as error:  # not JSON, not a notebook
-            flags.append(Flag(student, lab, "", f"unreadable notebook ({error})"))
+        except Exception:  # noqa: BLE001 (the grading run flags unreadable notebooks)
             continue
         for grade_id, cell in released.items():
             if grade_id not in submitted:
@@ -317,86 +319,150 @@ def check_submissions(root: str | os.PathLike[str], lab: str,
     return flags
 
 
-def ungraded_flags(rows: Iterable[CellGrade], students: Iterable[str], lab: str,
-                   test_cells: Iterable[str]) -> list[Flag]:
-    """Flags for submissions nbgrader could not grade, and autograded test cells (grade_ids
-    in ``test_cells``) left without a score. Written answers await manual grading: no flag."""
+def ungraded_flags(rows: Iterable[CellGrade], students: Iterable[str], lab: str) -> list[Flag]:
+    """Flags for autograded test cells left without a score."""
     rows = list(rows)
-    test_cells = set(test_cells)
-    flags = []
-    for student in students:
-        mine = [r for r in rows if r.student == student and r.lab == lab]
-        if not mine:
-            flags.append(Flag(student, lab, "", "autograding failed: no grades recorded "
-                                                "(see the log above)"))
-        for row in mine:
-            if row.score is None and row.cell in test_cells:
-                flags.append(Flag(student, lab, row.cell, "test cell has no score "
-                                                          "(missing or not run)"))
-    return flags
+    return [Flag(row.student, row.lab, row.cell, "test cell has no score (missing or not run)")
+            for row in rows if row.lab == lab and row.student in set(students)
+            and row.score is None and row.kind == "auto"]
 
 
 def release_test_cells(root: str | os.PathLike[str], lab: str) -> list[str]:
     """grade_ids of the autograded test cells of ``release/<lab>/<lab>.ipynb``."""
     import nbformat
 
-    from .cells import test_cells
-
     path = Path(root) / "release" / lab / f"{lab}.ipynb"
+    if not path.is_file():
+        return []
     return list(test_cells(nbformat.read(path, as_version=4)))
 
 
 def write_csv(path: str | os.PathLike[str], rows: Iterable[Any], row_type: type) -> Path:
-    """Write dataclass ``rows`` (of ``row_type``) as CSV with a header; return the path."""
+    """Write dataclass ``rows`` (of ``row_type``) as CSV with a header, atomically."""
     path = Path(path)
-    with open(path, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow([f.name for f in fields(row_type)])
-        for row in rows:
-            writer.writerow(["" if v is None else v for v in astuple(row)])
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow([f.name for f in fields(row_type)])
+    for row in rows:
+        writer.writerow(["" if v is None else ("yes" if v is True else "no" if v is False else v)
+                         for v in astuple(row)])
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(buffer.getvalue())
+    os.replace(tmp, path)
     return path
 
 
 @dataclass
 class GradeReport:
-    """What :func:`grade_all` did: per-cell grades, flags, and the files written."""
+    """What :func:`grade_all` did: per-cell grades, flags, the files written, and the
+    submissions graded, skipped (unchanged) and failed."""
 
     grades: list[CellGrade]
     flags: list[Flag]
     grades_csv: Path
     flags_csv: Path
-    logs: dict[str, str]
+    graded: list[str]
+    skipped: list[str]
+    failed: list[str]
+    mode: str
 
 
-def grade_all(root: str | os.PathLike[str], labs: Iterable[Lab], *, config: Any = None,
-              release_first: bool = True) -> GradeReport:
-    """Autograde every submission of every lab and write ``grades.csv`` and ``flags.csv``.
+def grade_all(root: str | os.PathLike[str], labs: Iterable[Lab | str], *,
+              students: Sequence[str] | None = None, jobs: int = 1, timeout: int | None = None,
+              force: bool = False, release_first: bool = True,
+              out: str | os.PathLike[str] | None = None, shard_spec: str | None = None,
+              progress: Any = None) -> GradeReport:
+    """Autograde new or changed submissions of ``labs`` and write ``grades.csv``/``flags.csv``.
 
-    The release is rebuilt first (the gradebook must know each lab's cells), unless
-    ``release_first`` is False. Labs with no submissions are skipped.
+    Every submission runs in the sandbox on a private copy of the course (see
+    :mod:`labsupport.instructor.autograde`), ``jobs`` at a time; results merge into the
+    gradebook in a fixed order, so grades do not depend on ``jobs``. A submission already
+    graded with the same notebook and the same lab version is skipped unless ``force``;
+    manual grades are always kept. With ``shard_spec="i/n"`` only that shard is graded and
+    its results stay in ``out`` for :func:`merge_results` (nothing is merged here).
     """
+    from . import autograde as ag
+    from .sandbox import mode, warn_if_not_isolated
+
     root = Path(root)
     labs = list(labs)
+    names = [lab if isinstance(lab, str) else lab.name for lab in labs]
     if release_first:
-        release(labs, root, config)
+        release([lab for lab in labs if not isinstance(lab, str)], root)
+    current = mode()
+    warn_if_not_isolated(current)
+    all_jobs = ag.shard(ag.jobs_for(root, names, students), shard_spec)
+    ag.prepare_cache(names)
+    state = ag.load_state(root)
+    fingerprints = {lab: ag.lab_fingerprint(root, lab) for lab in names}
+    todo = [job for job in all_jobs
+            if force or shard_spec or not ag.is_current(state, job, fingerprints[job.lab])]
+    skipped = [job.key for job in all_jobs if job not in todo]
+    out = Path(out) if out else root / "results"
+    if out.exists() and not shard_spec:
+        shutil.rmtree(out)
+    results = ag.run_jobs(todo, root, out, workers=jobs, timeout=timeout, progress=progress)
+    if shard_spec:
+        return GradeReport([], [Flag(r.student, r.lab, f["cell"], f["problem"])
+                                for r in results for f in r.flags],
+                           out, out, [r.key for r in results if r.graded], skipped,
+                           [r.key for r in results if not r.graded], current)
+    return _finish(root, results, out, names, skipped, current, students)
+
+
+def merge_results(root: str | os.PathLike[str], folders: Iterable[str | os.PathLike[str]]
+                  ) -> GradeReport:
+    """Merge the results of ``grade --shard`` runs (their output folders) into ``root``."""
+    from . import autograde as ag
+
+    root = Path(root)
+    results = []
+    for folder in folders:
+        for path in sorted(Path(folder).glob("*/*/result.json")):
+            results.append((ag.load_result(path), path.parent.parent.parent))
+    if not results:
+        raise GradingError(f"No results (*/*/result.json) in {', '.join(map(str, folders))}.")
+    results.sort(key=lambda item: item[0].key)
+    labs = sorted({r.lab for r, _ in results})
+    return _finish(root, [r for r, _ in results], None, labs, [], "merged",
+                   None, folders=[f for _, f in results])
+
+
+def _finish(root: Path, results: list[Any], out: Path | None, labs: list[str],
+            skipped: list[str], current: str, students: Sequence[str] | None,
+            folders: list[Path] | None = None) -> GradeReport:
+    """Merge results into the gradebook, update the state, write both CSVs."""
+    from . import autograde as ag
+
+    state = ag.load_state(root)
+    previous = ag._read_json(root / "flags-state.json")
     flags: list[Flag] = []
-    logs: dict[str, str] = {}
-    graded_labs = []
+    for index, result in enumerate(results):
+        folder = folders[index] if folders else out
+        extra = ag.merge(root, result, folder)
+        mine = [Flag(result.student, result.lab, f["cell"], f["problem"])
+                for f in [*result.flags, *extra]]
+        previous[result.key] = [asdict(f) for f in mine]
+        flags += mine
+        if result.graded:
+            state[result.key] = {"submission": result.submission_sha256, "lab": result.lab_sha256}
+        else:
+            state.pop(result.key, None)
+    ag._atomic_write(root / ag.STATE_FILE, json.dumps(state, indent=1, sort_keys=True))
+    ag._atomic_write(root / "flags-state.json", json.dumps(previous, indent=1, sort_keys=True))
     for lab in labs:
-        students = submitted_students(root, lab.name)
-        if not students:
-            continue
-        graded_labs.append((lab.name, students))
-        flags.extend(check_submissions(root, lab.name, students))
-        result = autograde(root, lab.name, config=config)
-        logs[lab.name] = result.get("log", "") + result.get("error", "")
-    grades = cell_grades(root, config)
-    for lab_name, students in graded_labs:
-        flags.extend(ungraded_flags(grades, students, lab_name,
-                                    release_test_cells(root, lab_name)))
+        flags += check_submissions(root, lab, [r.student for r in results if r.lab == lab])
+    grades = cell_grades(root)
+    graded_keys = {r.key for r in results}
+    for lab in labs:
+        flags += ungraded_flags(grades, [r.student for r in results if r.lab == lab], lab)
+    # Flags of submissions skipped as unchanged are carried over from their last grading.
+    for key in sorted(set(previous) - graded_keys):
+        flags += [Flag(**f) for f in previous[key]]
+    flags = sorted(dict.fromkeys(flags), key=lambda f: (f.lab, f.student))
     return GradeReport(
         grades, flags,
         write_csv(root / "grades.csv", grades, CellGrade),
         write_csv(root / "flags.csv", flags, Flag),
-        logs,
-    )
+        [r.key for r in results if r.graded], skipped,
+        [r.key for r in results if not r.graded], current)

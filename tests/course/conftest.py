@@ -1,10 +1,10 @@
 """Course tests, generic over every ``notebooks/lab*.py``: build, validate, autograde, run.
 
 Every autograde costs a kernel run of the whole notebook, so each lab is released once, its
-fixture submissions (see :mod:`labsupport.instructor.demo`) are autograded in ONE nbgrader call,
-and the tests read the per-cell grades of that batch. nbgrader works in a private course
-root (a copy of ``grading/nbgrader_config.py`` in a temporary folder), with a shorter
-per-cell timeout than the course's.
+fixture submissions (see :mod:`labsupport.instructor.demo`) are autograded in one grading run,
+and the tests read the per-cell grades of that batch. Grading works in a private course
+root (a copy of ``grading/nbgrader_config.py`` in a temporary folder), sandboxed as a real
+grading run is, with a shorter per-cell timeout than the course's.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 import nbformat
 import pytest
 
-from labsupport.instructor import cells, demo, grading
+from labsupport.instructor import demo, grading
 from labsupport.instructor.labs import Lab, discover_labs
 
 REPO = Path(__file__).resolve().parents[2]
@@ -27,6 +27,8 @@ ALTERNATIVES = REPO / "tests" / "alternatives"
 #: Per-cell timeout in the course tests: a smoke experiment cell takes seconds; an endless
 #: loop costs this much once per lab.
 TEST_TIMEOUT = 20
+#: Submissions graded at once in the course tests (the CI machine has 2 cores).
+GRADING_JOBS = 2
 
 
 def lab_params() -> list[Any]:
@@ -141,18 +143,16 @@ class CourseCache:
         for student, notebook in notebooks.items():
             demo.write_notebook(
                 notebook, root / "submitted" / student / lab / f"{lab}.ipynb")
-        flags = grading.check_submissions(root, lab, list(notebooks))
-        result = grading.autograde(root, lab, config=released.config)
-        rows = grading.cell_grades(root, released.config)
+        report = grading.grade_all(root, [lab], jobs=GRADING_JOBS, timeout=TEST_TIMEOUT,
+                                   force=True, release_first=False)
         grades: dict[str, dict[str, float | None]] = {}
-        for row in rows:
+        for row in report.grades:
             grades.setdefault(row.student, {})[row.cell] = row.score
-        flags += grading.ungraded_flags(rows, list(notebooks), lab,
-                                        cells.test_cells(released.release))
+        logs = "\n".join(f"--- {path.name}\n{path.read_text()[-3000:]}"
+                         for path in sorted((root / "logs" / lab).glob("*.log")))
         return Graded(released, contents, grades,
-                      {row.cell: row.max_score for row in rows}, flags,
-                      result.get("log", "") + result.get("error", ""),
-                      bool(result.get("success")))
+                      {row.cell: row.max_score for row in report.grades}, report.flags,
+                      logs, not report.failed)
 
 
 @pytest.fixture(scope="session")

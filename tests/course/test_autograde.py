@@ -199,7 +199,7 @@ def test_grades_export_one_row_per_cell(lab, course, tmp_path):
     rows = grading.cell_grades(graded.released.root, graded.released.config)
     path = grading.write_csv(tmp_path / "grades.csv", rows, grading.CellGrade)
     header, *lines = path.read_text().splitlines()
-    assert header == "student,lab,cell,score,max_score"
+    assert header == "student,lab,cell,score,max_score,kind,needs_grading"
     graded_cells = [c for c in graded.released.release.cells
                     if cells.nbgrader_meta(c).get("grade")]
     assert len(lines) == len(graded.students) * len(graded_cells)
