@@ -17,7 +17,10 @@ trigger is moved to the images' device and dtype when it is applied.
 
 Lab 5 has students write their own triggers, stamping, poisoning and attack-success code
 (graded on behaviour); this module is the reference the later labs, the course's
-pre-trained assets and the test fixtures use.
+pre-trained assets and the test fixtures use. Each function that answers a Lab 5 task is
+marked :func:`labsupport.answers.withheld`: it works from library code, pytest and the top
+level of a notebook cell, and raises :class:`labsupport.answers.WriteYourOwn` when called
+from inside a function defined in a notebook (a student's answer).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .answers import withheld
 from .models import atomic_write_bytes
 from .paths import course_asset
 from .train import evaluate, predict
@@ -118,6 +122,7 @@ class Trigger:
                 f"covers {area:.1%} of the image)")
 
 
+@withheld("Lab 5, task triggers")
 def checkerboard(size: int) -> torch.Tensor:
     """A ``size`` x ``size`` checkerboard of 0s and 1s with 1 in the top-left corner."""
     idx = torch.arange(size)
@@ -134,6 +139,7 @@ def _check_shape(image_shape: tuple[int, int, int], size: int) -> tuple[int, int
     return c, h, w
 
 
+@withheld("Lab 5, task triggers")
 def bottom_right_trigger(*, size: int = 3, image_shape: tuple[int, int, int] = IMAGE_SHAPE,
                          alpha: float = 1.0) -> Trigger:
     """BadNets' trigger: a ``size`` x ``size`` black-and-white checkerboard in the image's
@@ -145,6 +151,7 @@ def bottom_right_trigger(*, size: int = 3, image_shape: tuple[int, int, int] = I
     return Trigger(mask, pattern, alpha, name="bottom-right")
 
 
+@withheld("Lab 5, task triggers")
 def four_corner_trigger(*, size: int = 3, image_shape: tuple[int, int, int] = IMAGE_SHAPE,
                         alpha: float = 1.0) -> Trigger:
     """A ``size`` x ``size`` checkerboard in each of the four corners, mirrored so the whole
@@ -161,6 +168,7 @@ def four_corner_trigger(*, size: int = 3, image_shape: tuple[int, int, int] = IM
     return Trigger(mask, pattern, alpha, name="four-corner")
 
 
+@withheld("Lab 5, task triggers")
 def gaussian_noise_pattern(*, seed: int = 0,
                            image_shape: tuple[int, int, int] = IMAGE_SHAPE) -> torch.Tensor:
     """A full-image Gaussian-noise pattern, N(0.5, 0.25^2) clipped to [0, 1] and rounded to
@@ -175,6 +183,7 @@ def gaussian_noise_pattern(*, seed: int = 0,
     return torch.from_numpy(pixels).float() / 255
 
 
+@withheld("Lab 5, task triggers")
 def gaussian_noise_trigger(*, seed: int = 0, image_shape: tuple[int, int, int] = IMAGE_SHAPE,
                            alpha: float = 0.2) -> Trigger:
     """Blend's trigger (Chen et al., 2017): a full mask and a Gaussian-noise pattern
@@ -234,6 +243,7 @@ def _check_fits(x: torch.Tensor, trigger: Trigger) -> None:
                          f"image_shape={tuple(x.shape[1:])}.")
 
 
+@withheld("Lab 5, task stamp")
 def stamp(x: torch.Tensor, trigger: Trigger) -> torch.Tensor:
     """Apply ``trigger`` to a batch of images, returning a new tensor (``x`` is not modified).
 
@@ -313,6 +323,7 @@ def _check_target(target: int, y: torch.Tensor, num_classes: int | None) -> int:
     return target
 
 
+@withheld("Lab 5, task poison_dataset")
 def eligible_indices(y: torch.Tensor, *, target: int, eligible: str = "non-target") -> torch.Tensor:
     """Indices of the samples an attack may poison: ``"non-target"`` (BadNets, Blend),
     ``"target"`` (clean-label attacks) or ``"all"``."""
@@ -326,6 +337,7 @@ def eligible_indices(y: torch.Tensor, *, target: int, eligible: str = "non-targe
     return torch.arange(len(y))
 
 
+@withheld("Lab 5, task poison_dataset")
 def poison_dataset(
     x: torch.Tensor,
     y: torch.Tensor,
@@ -390,6 +402,7 @@ def poison_dataset(
     return PoisonedData(x_out, y_out, indices, target, trigger, relabel)
 
 
+@withheld("Lab 5, task poison_dataset")
 def badnets(x: torch.Tensor, y: torch.Tensor, *, target: int, rate: float = 0.05,
             trigger: Trigger | None = None, seed: int = 0) -> PoisonedData:
     """BadNets (Gu et al., 2017): stamp the bottom-right trigger (alpha 1) on non-target
@@ -399,6 +412,7 @@ def badnets(x: torch.Tensor, y: torch.Tensor, *, target: int, rate: float = 0.05
                           relabel=True, seed=seed)
 
 
+@withheld("Lab 5, task poison_dataset")
 def blend(x: torch.Tensor, y: torch.Tensor, *, target: int, rate: float = 0.05,
           trigger: Trigger | None = None, seed: int = 0) -> PoisonedData:
     """Blend (Chen et al., 2017): blend the Gaussian-noise trigger (alpha 0.2, full mask)
@@ -412,6 +426,7 @@ def blend(x: torch.Tensor, y: torch.Tensor, *, target: int, rate: float = 0.05,
 # Evaluation
 
 
+@withheld("Lab 5, task attack_success")
 def attack_test_set(x: torch.Tensor, y: torch.Tensor, trigger: Trigger, *,
                     target: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The attack-success test set: the images whose true label is *not* ``target``, with
@@ -422,6 +437,7 @@ def attack_test_set(x: torch.Tensor, y: torch.Tensor, trigger: Trigger, *,
     return stamp(x[keep], trigger), y[keep.to(y.device)]
 
 
+@withheld("Lab 5, task attack_success")
 def attack_success_rate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, trigger: Trigger,
                         *, target: int, batch_size: int = 512) -> float:
     """Fraction of triggered non-target test images that ``model`` classifies as ``target``.

@@ -47,12 +47,18 @@
 # notebook then sweeps ANP's trade-off $\alpha$ and pruning threshold against every attack.
 # (9) Answer the questions at the end.
 #
-# **About the support package.** `labsupport.backdoor` holds triggers, stamping, poisoning
-# and attack-success code as well: the later labs (Neural Cleanse, Fine-Pruning) and the
-# test fixtures use it. Here you write your own versions; the tests grade them on their
-# *behaviour* (shapes, positions, the exact formulae, what is poisoned), and every experiment
-# below runs on *your* functions. The package's `Trigger` class is the container your
-# trigger functions return.
+# **About the support package.** `labsupport.backdoor` has its own versions of the triggers,
+# stamping, poisoning and attack-success code: the later labs (Neural Cleanse, Fine-Pruning)
+# build their backdoored models with them, and the test cells use them as references. They
+# are not there for you to call: inside a function you define in this notebook they refuse
+# to run (they raise `WriteYourOwn`), and the tests check that each function they grade is
+# one you wrote here. The tests grade *your* functions on their behaviour (shapes, positions,
+# the exact formulae, what is poisoned), and every experiment below runs on them. The
+# package's `Trigger` class is the container your trigger functions return, and its `pgd`
+# attack is yours to use in task 5.
+#
+# Each task ends with its **Requirements**: one line per thing your code must get right.
+# The tests check every one of them.
 #
 # Run the cells from the top. Cells marked *YOUR CODE HERE* are yours; after each one, run
 # the test cell below it. The `profile` parameter chooses the size of the experiments
@@ -94,6 +100,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from labsupport import backdoor as bd
+from labsupport.answers import assert_own
 from labsupport.attacks import pgd
 from labsupport.backdoor import Trigger
 from labsupport.checks import backdoor as fx
@@ -145,17 +152,27 @@ print(f"profile {PROFILE} on {DEVICE}; {DATA.name}: {len(X_TRAIN)} training, {le
 # **Task.** Write three trigger constructors for images shaped `image_shape = (C, H, W)`:
 #
 # - `make_bottom_right_trigger(image_shape, size=3)` (BadNets): a `size` x `size`
-#   **checkerboard** in the bottom-right corner, i.e. the last `size` rows and the last
-#   `size` columns. The checkerboard is 1 (white) where row + column (counted inside the
-#   patch from its top-left) is even and 0 (black) where it is odd, the same in every
-#   channel. The mask is 1 on the patch and 0 elsewhere; `alpha = 1`.
+#   black-and-white **checkerboard** pasted in the bottom-right corner.
 # - `make_four_corner_trigger(image_shape, size=3)` (the clean-label attack's trigger, as in
-#   Turner et al.): the same checkerboard in each of the four corners (mirrored into each
-#   corner, which changes nothing for an odd size); `alpha = 1`.
-# - `make_gaussian_trigger(image_shape, *, seed=0, alpha=0.2)` (Blend): a full mask (all
-#   ones) and a pattern of independent Gaussian noise with mean 0.5 and standard deviation
-#   0.25, clipped to $[0, 1]$, **deterministic in `seed`** (use a seeded
-#   `torch.Generator` or `numpy.random.RandomState`).
+#   Turner et al.): the checkerboard pasted in each of the four corners.
+# - `make_gaussian_trigger(image_shape, *, seed=0, alpha=0.2)` (Blend): Gaussian noise over
+#   the whole image, blended in (use a seeded `torch.Generator` or
+#   `numpy.random.RandomState`).
+#
+# **Requirements**
+#
+# - `make_bottom_right_trigger` has `alpha = 1` and a mask that is 1 on exactly the last
+#   `size` rows and the last `size` columns and 0 elsewhere.
+# - The checkerboard is 1 (white) where row + column, counted inside the patch from its
+#   top-left, is even and 0 (black) where it is odd, the same in every channel.
+# - `make_four_corner_trigger` has `alpha = 1` and masks exactly a `size` x `size` patch in
+#   each corner, each holding the checkerboard mirrored into that corner (flipped left-right
+#   on the right, upside down at the bottom).
+# - `make_gaussian_trigger` has a full mask (all ones), the given `alpha`, and a pattern of
+#   independent Gaussian noise with mean 0.5 and standard deviation 0.25 in every pixel and
+#   channel, clipped to $[0, 1]$.
+# - `make_gaussian_trigger` is deterministic in `seed`: the same seed gives the same pattern,
+#   and different seeds give different patterns.
 
 # %% nbgrader={"grade": false, "grade_id": "triggers", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def make_bottom_right_trigger(image_shape=(3, 32, 32), size=3):
@@ -200,7 +217,14 @@ def checkerboard(size):
 
 
 # %% nbgrader={"grade": true, "grade_id": "test_triggers_visible", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
-t = make_bottom_right_trigger()
+assert_own(make_bottom_right_trigger, "make_bottom_right_trigger")
+assert_own(make_four_corner_trigger, "make_four_corner_trigger")
+assert_own(make_gaussian_trigger, "make_gaussian_trigger")
+with fx.silent():
+    t = make_bottom_right_trigger()
+    t4, t4_even = make_four_corner_trigger(), make_four_corner_trigger(size=4)
+    g1, g2 = make_gaussian_trigger(seed=0), make_gaussian_trigger(seed=0)
+    g3 = make_gaussian_trigger(seed=1, alpha=0.5)
 assert isinstance(t, Trigger), "return a labsupport.backdoor.Trigger"
 assert t.pattern.shape == (3, 32, 32) and t.mask.shape[-2:] == (32, 32), (
     f"pattern {tuple(t.pattern.shape)}, mask {tuple(t.mask.shape)}: expected (3, 32, 32)")
@@ -212,47 +236,79 @@ assert torch.equal(t.pattern[:, -3:, -3:], bd.checkerboard(3).expand(3, 3, 3)), 
     f"the patch must be the checkerboard {bd.checkerboard(3).tolist()} in every channel; "
     f"got {t.pattern[0, -3:, -3:].tolist()}")
 assert t.alpha == 1, f"BadNets pastes the trigger: alpha 1, got {t.alpha}"
-t4 = make_four_corner_trigger()
 region = fx.trigger_region(t4)
 assert int(region.sum()) == 36 and all(
     bool(region[r, c].all()) for r in (slice(0, 3), slice(29, 32)) for c in (slice(0, 3), slice(29, 32))
 ), "the four-corner trigger's mask must cover exactly a 3x3 patch in each corner"
 assert t4.alpha == 1
-g1, g2 = make_gaussian_trigger(seed=0), make_gaussian_trigger(seed=0)
+reference = bd.four_corner_trigger(size=4)  # an even size: mirroring shows
+on = fx.trigger_region(reference).expand(3, -1, -1)
+assert torch.equal(fx.trigger_region(t4_even), fx.trigger_region(reference)) and torch.equal(
+    t4_even.pattern[on], reference.pattern[on]), (
+    f"size 4: each corner must hold the checkerboard mirrored into it; top-right corner "
+    f"expected {reference.pattern[0, :4, -4:].tolist()}, got {t4_even.pattern[0, :4, -4:].tolist()}")
 assert torch.equal(g1.pattern, g2.pattern), "the Gaussian pattern must be deterministic in seed"
-assert bool((g1.mask == 1).all()) and g1.alpha == 0.2, "Blend: a full mask, alpha 0.2"
+assert not torch.equal(g1.pattern, g3.pattern), "different seeds must give different patterns"
+assert bool((g1.mask == 1).all()) and g1.alpha == 0.2 and g3.alpha == 0.5, (
+    "Blend: a full mask and the given alpha")
+p = g1.pattern
+near = ((p - 0.5).abs() < 0.25).float().mean().item()  # N(0.5, 0.25^2): 68% within one std
+clipped = ((p <= 0.5 / 255) | (p >= 1 - 0.5 / 255)).float().mean().item()  # 4.6% beyond two
+assert 0.62 < near < 0.75 and 0.02 < clipped < 0.08 and 0.45 < p.mean().item() < 0.55, (
+    f"the pattern does not look like N(0.5, 0.25^2) clipped to [0, 1]: {near:.1%} of its values "
+    f"lie within 0.25 of 0.5 (expected 68%), {clipped:.1%} at 0 or 1 (expected 4.6%)")
+assert not torch.equal(p[0], p[1]), "independent noise in each channel"
 print("triggers: visible tests passed")
 
 # %% nbgrader={"grade": true, "grade_id": "test_triggers_hidden", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
 # Hidden tests (run when your notebook is graded).
 ### BEGIN HIDDEN TESTS
-for shape, size in (((3, 16, 24), 5), ((1, 12, 12), 3)):
+assert_own(make_bottom_right_trigger, "make_bottom_right_trigger")
+assert_own(make_four_corner_trigger, "make_four_corner_trigger")
+assert_own(make_gaussian_trigger, "make_gaussian_trigger")
+for shape, size in (((3, 16, 24), 5), ((1, 12, 12), 3), ((3, 16, 16), 4), ((3, 20, 12), 2)):
     c, h, w = shape
-    t = make_bottom_right_trigger(shape, size=size)
-    assert t.pattern.shape == shape
+    with fx.silent():
+        t = make_bottom_right_trigger(shape, size=size)
+        t4 = make_four_corner_trigger(shape, size=size)
+    assert t.pattern.shape == shape and t.alpha == 1 and t4.alpha == 1
     region = torch.zeros(h, w, dtype=torch.bool)
     region[h - size :, w - size :] = True
     assert torch.equal(fx.trigger_region(t), region)
     assert torch.equal(t.pattern[:, h - size :, w - size :], bd.checkerboard(size).expand(c, -1, -1))
-    t4 = make_four_corner_trigger(shape, size=size)
     reference = bd.four_corner_trigger(size=size, image_shape=shape)
     assert torch.equal(fx.trigger_region(t4), fx.trigger_region(reference))
     on = fx.trigger_region(reference).expand(c, -1, -1)
     assert torch.equal(t4.pattern[on], reference.pattern[on])
-g = make_gaussian_trigger((3, 32, 32), seed=3, alpha=0.5)
-assert g.alpha == 0.5 and not torch.equal(g.pattern, make_gaussian_trigger(seed=4).pattern)
-assert 0.45 < float(g.pattern.mean()) < 0.55 and 0.18 < float(g.pattern.std()) < 0.3
-assert not torch.equal(g.pattern[0], g.pattern[1]), "independent noise in each channel"
-assert make_gaussian_trigger((1, 8, 8), seed=0).pattern.shape == (1, 8, 8)
+with fx.silent():
+    g = make_gaussian_trigger((3, 24, 24), seed=3, alpha=0.5)
+    again = make_gaussian_trigger((3, 24, 24), seed=3, alpha=0.5)
+    other = make_gaussian_trigger((3, 24, 24), seed=4)
+    small = make_gaussian_trigger((1, 8, 8), seed=0)
+assert g.alpha == 0.5 and other.alpha == 0.2 and bool((g.mask == 1).all())
+assert torch.equal(g.pattern, again.pattern) and not torch.equal(g.pattern, other.pattern)
+for p in (g.pattern, other.pattern):
+    near = ((p - 0.5).abs() < 0.25).float().mean().item()
+    clipped = ((p <= 0.5 / 255) | (p >= 1 - 0.5 / 255)).float().mean().item()
+    assert 0.62 < near < 0.75 and 0.02 < clipped < 0.08 and 0.45 < p.mean().item() < 0.55
+    assert 0.2 < p.std().item() < 0.28
+    assert not torch.equal(p[0], p[1]) and not torch.equal(p[1], p[2]), "independent noise in each channel"
+    assert abs(torch.corrcoef(p.flatten(1))[0, 1].item()) < 0.2
+assert small.pattern.shape == (1, 8, 8) and bool((small.mask == 1).all())
 ### END HIDDEN TESTS
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "stamp_intro", "locked": true, "schema_version": 3, "solution": false, "task": false}
 # ## 2. Stamping
 #
 # **Task.** Write `stamp(x, trigger)` for a batch `x` of images shaped `(N, C, H, W)` in
-# $[0, 1]$: return $x' = (1 - m) \odot x + m \odot ((1 - \alpha) x + \alpha p)$ as a **new**
-# tensor (never modify `x`), on `x`'s device (move the trigger's tensors there), for a mask
-# of 1 or `C` channels (broadcasting does it).
+# $[0, 1]$ and a trigger whose mask has 1 or `C` channels (broadcasting handles both).
+#
+# **Requirements**
+#
+# - It returns $(1 - m) \odot x + m \odot ((1 - \alpha) x + \alpha p)$ for the trigger's mask
+#   $m$, pattern $p$ and opacity $\alpha$.
+# - It returns a new tensor and never modifies `x`.
+# - The result is on `x`'s device and in `x`'s dtype (move the trigger's tensors there).
 
 # %% nbgrader={"grade": false, "grade_id": "stamp", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def stamp(x, trigger):
@@ -266,48 +322,75 @@ def stamp(x, trigger):
 
 
 # %% nbgrader={"grade": true, "grade_id": "test_stamp_visible", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+assert_own(stamp, "stamp")
 x = fx.images(8)
 x_before = x.clone()
 t = fx.soft_trigger(alpha=0.3)  # a fractional mask and opacity
-out = stamp(x, t)
-m, p, a = t.mask, t.pattern, t.alpha
-fx.assert_close(out, (1 - m) * x + m * ((1 - a) * x + a * p), what="stamp(x, trigger)")
+with fx.silent():
+    out = stamp(x, t)
 assert torch.equal(x, x_before), "stamp must not modify x"
+m, p, a = t.mask, t.pattern, t.alpha
+expected = (1 - m) * x + m * ((1 - a) * x + a * p)
+fx.assert_close(out, expected, what="stamp(x, trigger)")
+with fx.silent():
+    out = stamp(x.half(), t)
+assert out.dtype == torch.float16, f"stamp(x) must have x's dtype (float16 here); got {out.dtype}"
+fx.assert_close(out, expected, what="stamp(x.half(), trigger)", atol=2e-3)
 print("stamp: visible tests passed")
 
 # %% nbgrader={"grade": true, "grade_id": "test_stamp_hidden", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
 # Hidden tests (run when your notebook is graded).
 ### BEGIN HIDDEN TESTS
+assert_own(stamp, "stamp")
 x = fx.images(5, seed=3)
+x_before = x.clone()
 t = fx.soft_trigger(alpha=0.7, per_channel=True, seed=4)
 m, p, a = t.mask, t.pattern, t.alpha
-fx.assert_close(stamp(x, t), (1 - m) * x + m * ((1 - a) * x + a * p), what="per-channel mask")
+with fx.silent():
+    out = stamp(x, t)
+fx.assert_close(out, (1 - m) * x + m * ((1 - a) * x + a * p), what="per-channel mask")
+assert torch.equal(x, x_before)
 t = bd.bottom_right_trigger(image_shape=fx.IMAGE_SHAPE)
-out = stamp(x, t)
+with fx.silent():
+    out = stamp(x, t)
+    transparent = stamp(x, t.with_alpha(0.0))
+    one = stamp(x[:1], t)
+    wide = stamp(x.double(), fx.soft_trigger(alpha=0.4, seed=5))
+    half = stamp(x.half(), fx.soft_trigger(alpha=0.4, seed=5))
 assert torch.equal(out[:, :, -3:, -3:], t.pattern[:, -3:, -3:].expand(5, -1, -1, -1))
 assert torch.equal(out[:, :, :-3], x[:, :, :-3])
-assert torch.equal(stamp(x, t.with_alpha(0.0)), x)
-assert stamp(x[:1], t).shape == (1, *fx.IMAGE_SHAPE)
+assert torch.equal(transparent, x) and one.shape == (1, *fx.IMAGE_SHAPE)
+assert wide.dtype == torch.float64 and half.dtype == torch.float16
+fx.assert_close(half, wide, what="float16", atol=2e-3)
+assert torch.equal(x, x_before)
 ### END HIDDEN TESTS
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "poison_intro", "locked": true, "schema_version": 3, "solution": false, "task": false}
 # ## 3. Poisoning a training set
 #
 # **Task.** Write `poison_dataset(x, y, trigger, *, target, rate, eligible="non-target",
-# relabel=True, transform=None, seed=0)` returning `(x_poisoned, y_poisoned, indices)`:
+# relabel=True, transform=None, seed=0)` returning `(x_poisoned, y_poisoned, indices)`: the
+# poisoned copies of `x` and `y`, and `indices`, a 1-d integer tensor listing the poisoned
+# samples. BadNets and Blend poison samples of other classes and relabel them
+# (`eligible="non-target"`, `relabel=True`); the clean-label attack poisons samples of the
+# target class and keeps their labels (`eligible="target"`, `relabel=False`), perturbing
+# them first with a `transform(images, labels)` that returns images.
 #
-# - poison `round(rate * len(x))` samples (`rate` is a fraction of the *whole* set), drawn
-#   without replacement, reproducibly from `seed`, among the *eligible* ones:
-#   `eligible="non-target"` (BadNets, Blend) means the samples whose label is not `target`;
-#   `eligible="target"` (clean-label) the samples whose label is `target`;
-# - each poisoned image is first passed through `transform(images, labels)` when one is
-#   given (the clean-label attack's adversarial perturbation; it gets the chosen images and
-#   their labels and returns images), then stamped with your `stamp`;
-# - with `relabel=True` the poisoned samples get the label `target`; with `relabel=False`
-#   they keep theirs;
-# - every other sample is unchanged, `x` and `y` themselves are never modified, and
-#   `indices` (a 1-d integer tensor) lists the poisoned samples;
-# - raise a `ValueError` (saying what is wrong) when `rate` is outside $[0, 1]$, when
+# **Requirements**
+#
+# - It poisons exactly `round(rate * len(x))` samples: `rate` is a fraction of the whole set,
+#   not of the eligible samples.
+# - It draws the poisoned samples without replacement (no sample twice).
+# - The draw is reproducible from `seed`: the same seed gives the same samples, and a
+#   different seed different ones.
+# - With `eligible="non-target"` only the samples whose label is not `target` can be
+#   poisoned, with `eligible="target"` only those whose label is `target`.
+# - Each poisoned image is stamped with your `stamp`, after `transform` when one is given
+#   (which gets the chosen images and their original labels).
+# - With `relabel=True` the poisoned samples get the label `target`; with `relabel=False`
+#   they keep theirs.
+# - Every other sample is unchanged, and `x` and `y` themselves are never modified.
+# - It raises a `ValueError` (saying what is wrong) when `rate` is outside $[0, 1]$, when
 #   `target` is not one of the labels in `y`, or when fewer samples are eligible than the
 #   rate asks for.
 
@@ -344,31 +427,34 @@ def poison_dataset(x, y, trigger, *, target, rate, eligible="non-target", relabe
 
 
 # %% nbgrader={"grade": true, "grade_id": "test_poison_dataset_visible", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
-x, y = fx.images(200), fx.balanced_labels(200)
+assert_own(poison_dataset, "poison_dataset")
+x, y = fx.images(200), fx.balanced_labels(200)  # 50 samples of each of 4 classes
 x_before, y_before = x.clone(), y.clone()
-t = bd.bottom_right_trigger(image_shape=fx.IMAGE_SHAPE)
-xp, yp, idx = poison_dataset(x, y, t, target=1, rate=0.1, seed=0)
+t = fx.soft_trigger(alpha=0.6)
+with fx.silent():
+    xp, yp, idx = poison_dataset(x, y, t, target=1, rate=0.1, seed=0)
 idx = torch.as_tensor(idx).flatten().long()
 assert len(idx) == 20 and len(set(idx.tolist())) == 20, (
     f"rate 0.1 of 200 samples: expected 20 distinct poisoned indices, got {idx.tolist()}")
 assert bool((y[idx] != 1).all()), "BadNets/Blend poison only samples whose label is not the target"
 assert bool((yp[idx] == 1).all()), "poisoned samples must be relabelled to the target"
-fx.assert_close(xp[idx], stamp(x[idx], t), what="poisoned images (stamped with your stamp)")
+with fx.silent():
+    fx.assert_close(xp[idx], stamp(x[idx], t), what="poisoned images (stamped with your stamp)")
 clean = torch.ones(200, dtype=torch.bool)
 clean[idx] = False
 assert torch.equal(xp[clean], x[clean]) and torch.equal(yp[clean], y[clean]), (
     "samples that are not poisoned must be unchanged")
 assert torch.equal(x, x_before) and torch.equal(y, y_before), "x and y must not be modified"
-print("poison_dataset: visible tests passed")
-
-# %% nbgrader={"grade": true, "grade_id": "test_poison_dataset_hidden", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
-# Hidden tests (run when your notebook is graded).
-### BEGIN HIDDEN TESTS
-x, y = fx.images(120, seed=5), fx.balanced_labels(120, seed=5)
-t = bd.gaussian_noise_trigger(image_shape=fx.IMAGE_SHAPE)
-_, _, idx = poison_dataset(x, y, t, target=3, rate=0.5, seed=1)
-idx = torch.as_tensor(idx).flatten().long()
-assert len(idx) == 60 and bool((y[idx] != 3).all())
+x40, y40 = fx.images(40, seed=1), fx.balanced_labels(40, seed=1)
+with fx.silent():
+    _, _, every = poison_dataset(x40, y40, t, target=0, rate=0.75, seed=0)
+    _, _, again = poison_dataset(x, y, t, target=1, rate=0.1, seed=0)
+    _, _, other = poison_dataset(x, y, t, target=1, rate=0.1, seed=1)
+every = torch.as_tensor(every).flatten().long()
+assert sorted(every.tolist()) == torch.nonzero(y40 != 0).flatten().tolist(), (
+    f"rate 0.75 of 40 samples asks for all 30 non-target samples, each once; got {sorted(every.tolist())}")
+assert torch.equal(torch.as_tensor(again).flatten().long(), idx), "the same seed must poison the same samples"
+assert set(torch.as_tensor(other).tolist()) != set(idx.tolist()), "another seed must poison other samples"
 seen = {}
 
 
@@ -377,28 +463,81 @@ def halve(images, labels):
     return images * 0.5
 
 
-xp, yp, idx = poison_dataset(x, y, t, target=2, rate=0.1, eligible="target", relabel=False,
-                             transform=halve, seed=0)
+with fx.silent():
+    xp, yp, idx = poison_dataset(x, y, t, target=1, rate=0.1, relabel=False, transform=halve, seed=0)
+    expected = stamp(x[idx] * 0.5, t)
 idx = torch.as_tensor(idx).flatten().long()
-assert len(idx) == 12 and bool((y[idx] == 2).all()), "clean-label: only target-class samples"
-assert torch.equal(yp, y), "clean-label keeps every label"
-assert bool((seen["labels"] == 2).all())
-fx.assert_close(xp[idx], stamp(x[idx] * 0.5, t), what="transform, then stamp")
-_, _, a = poison_dataset(x, y, t, target=0, rate=0.2, seed=7)
-_, _, b = poison_dataset(x, y, t, target=0, rate=0.2, seed=7)
-_, _, c = poison_dataset(x, y, t, target=0, rate=0.2, seed=8)
-assert torch.equal(torch.as_tensor(a), torch.as_tensor(b)), "seeded: same seed, same samples"
-assert set(torch.as_tensor(a).tolist()) != set(torch.as_tensor(c).tolist())
-xp, yp, idx = poison_dataset(x, y, t, target=0, rate=0.0)
-assert len(torch.as_tensor(idx)) == 0 and torch.equal(xp, x)
+assert torch.equal(yp, y), "relabel=False keeps every label"
+assert torch.equal(seen["labels"], y[idx]), "transform gets the chosen images' original labels"
+fx.assert_close(xp[idx], expected, what="poisoned images with a transform (transform, then stamp)")
 for kwargs in (dict(target=0, rate=1.5), dict(target=0, rate=-0.1), dict(target=9, rate=0.1),
-               dict(target=0, rate=0.5, eligible="target")):
+               dict(target=1, rate=0.5, eligible="target")):
     try:
-        poison_dataset(x, y, t, **kwargs)
+        with fx.silent():
+            poison_dataset(x, y, t, **kwargs)
     except ValueError:
         pass
     else:
         raise AssertionError(f"poison_dataset(..., {kwargs}) must raise a ValueError")
+print("poison_dataset: visible tests passed")
+
+# %% nbgrader={"grade": true, "grade_id": "test_poison_dataset_hidden", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
+# Hidden tests (run when your notebook is graded).
+### BEGIN HIDDEN TESTS
+assert_own(poison_dataset, "poison_dataset")
+x, y = fx.images(120, seed=5), fx.balanced_labels(120, seed=5)
+x_before, y_before = x.clone(), y.clone()
+t = bd.gaussian_noise_trigger(image_shape=fx.IMAGE_SHAPE)
+with fx.silent():
+    xp, yp, idx = poison_dataset(x, y, t, target=3, rate=0.5, seed=1)
+idx = torch.as_tensor(idx).flatten().long()
+assert len(idx) == 60 and len(set(idx.tolist())) == 60 and bool((y[idx] != 3).all())
+assert bool((yp[idx] == 3).all())
+with fx.silent():
+    fx.assert_close(xp[idx], stamp(x[idx], t), what="poisoned images")
+clean = torch.ones(120, dtype=torch.bool)
+clean[idx] = False
+assert torch.equal(xp[clean], x[clean]) and torch.equal(yp[clean], y[clean])
+assert torch.equal(x, x_before) and torch.equal(y, y_before)
+seen = {}
+
+
+def halve(images, labels):
+    seen["labels"] = labels.clone()
+    return images * 0.5
+
+
+with fx.silent():
+    xp, yp, idx = poison_dataset(x, y, t, target=2, rate=0.1, eligible="target", relabel=False,
+                                 transform=halve, seed=0)
+    expected = stamp(x[torch.as_tensor(idx).flatten().long()] * 0.5, t)
+idx = torch.as_tensor(idx).flatten().long()
+assert len(idx) == 12 and bool((y[idx] == 2).all()), "clean-label: only target-class samples"
+assert torch.equal(yp, y), "clean-label keeps every label"
+assert torch.equal(seen["labels"], y[idx])
+fx.assert_close(xp[idx], expected, what="transform, then stamp")
+with fx.silent():
+    _, _, whole = poison_dataset(x, y, t, target=2, rate=0.25, eligible="target", seed=3)
+assert sorted(torch.as_tensor(whole).tolist()) == torch.nonzero(y == 2).flatten().tolist()
+with fx.silent():
+    _, _, a = poison_dataset(x, y, t, target=0, rate=0.2, seed=7)
+    _, _, b = poison_dataset(x, y, t, target=0, rate=0.2, seed=7)
+    _, _, c = poison_dataset(x, y, t, target=0, rate=0.2, seed=8)
+assert torch.equal(torch.as_tensor(a), torch.as_tensor(b)), "seeded: same seed, same samples"
+assert set(torch.as_tensor(a).tolist()) != set(torch.as_tensor(c).tolist())
+with fx.silent():
+    xp, yp, idx = poison_dataset(x, y, t, target=0, rate=0.0)
+assert len(torch.as_tensor(idx)) == 0 and torch.equal(xp, x) and torch.equal(yp, y)
+for kwargs in (dict(target=0, rate=1.5), dict(target=0, rate=-0.1), dict(target=9, rate=0.1),
+               dict(target=0, rate=0.5, eligible="target"), dict(target=1, rate=0.8)):
+    try:
+        with fx.silent():
+            poison_dataset(x, y, t, **kwargs)
+    except ValueError:
+        pass
+    else:
+        raise AssertionError(f"poison_dataset(..., {kwargs}) must raise a ValueError")
+assert torch.equal(x, x_before) and torch.equal(y, y_before)
 ### END HIDDEN TESTS
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "attack_success_intro", "locked": true, "schema_version": 3, "solution": false, "task": false}
@@ -408,10 +547,15 @@ for kwargs in (dict(target=0, rate=1.5), dict(target=0, rate=-0.1), dict(target=
 # target. Images whose true label is the target would count as successes without any
 # backdoor, so they are **excluded**.
 #
-# **Task.** Write `attack_success_rate(model, x, y, trigger, *, target)`: the fraction (a
-# float) of the test images whose label is not `target` that `model` classifies as `target`
-# once stamped with `trigger`. The package's `predict(model, x)` returns predicted labels
-# (batched, on the model's device, in eval mode).
+# **Task.** Write `attack_success_rate(model, x, y, trigger, *, target)`, which returns a
+# float. The package's `predict(model, x)` returns predicted labels (batched, on the model's
+# device, in eval mode).
+#
+# **Requirements**
+#
+# - Only the test images whose label is not `target` count.
+# - Each of them is stamped with the trigger (with your `stamp`) before `model` classifies it.
+# - The result is the fraction of them that `model` classifies as `target`.
 
 # %% nbgrader={"grade": false, "grade_id": "attack_success", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def attack_success_rate(model, x, y, trigger, *, target):
@@ -424,31 +568,49 @@ def attack_success_rate(model, x, y, trigger, *, target):
 
 
 # %% nbgrader={"grade": true, "grade_id": "test_attack_success_visible", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+assert_own(attack_success_rate, "attack_success_rate")
 t = bd.bottom_right_trigger(image_shape=fx.IMAGE_SHAPE)
 x, y = fx.oracle_data(40, marked=0.5)
-oracle = fx.BackdoorOracle(t, target=0)  # obeys the trigger on the marked images only
-assert evaluate(oracle, x, y) == 1.0
+with fx.silent():
+    stamped = stamp(x.clone(), t)
+# A stand-in backdoored model: it classifies clean images right, and sends the images your
+# stamp produces to the target when they carry a marker (half of each class does).
+oracle = fx.BackdoorOracle(t, target=0, stamped=stamped)
 marked = x[:, 1, 8, 8] > 0.5
 expected = marked[y != 0].float().mean().item()
-rate = attack_success_rate(oracle, x, y, t, target=0)
+with fx.silent():
+    rate = attack_success_rate(oracle, x, y, t, target=0)
 assert abs(float(rate) - expected) < 1e-6, (
     f"attack success {float(rate):.4f}, expected {expected:.4f} (the fraction of triggered "
     "non-target images classified as the target); are target-class images excluded?")
+with fx.silent():
+    elsewhere = attack_success_rate(fx.BackdoorOracle(t, target=1, stamped=stamped), x, y, t, target=0)
+assert float(elsewhere) == 0.0, (
+    f"a backdoor to class 1 is no success for target 0 (got {float(elsewhere):.4f}): count the "
+    "images classified as the target, not the misclassified ones")
 print("attack_success_rate: visible tests passed")
 
 # %% nbgrader={"grade": true, "grade_id": "test_attack_success_hidden", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
 # Hidden tests (run when your notebook is graded).
 ### BEGIN HIDDEN TESTS
+assert_own(attack_success_rate, "attack_success_rate")
 t = bd.four_corner_trigger(image_shape=fx.IMAGE_SHAPE)
 x, y = fx.oracle_data(60, marked=0.25, seed=2)
 x_before = x.clone()
-oracle = fx.BackdoorOracle(t, target=2)
+with fx.silent():
+    stamped = stamp(x.clone(), t)
+oracle = fx.BackdoorOracle(t, target=2, stamped=stamped)
 marked = x[:, 1, 8, 8] > 0.5
 expected = marked[y != 2].float().mean().item()
-rate = attack_success_rate(oracle, x, y, t, target=2)
+with fx.silent():
+    rate = attack_success_rate(oracle, x, y, t, target=2)
+    elsewhere = attack_success_rate(fx.BackdoorOracle(t, target=1, stamped=stamped), x, y, t, target=2)
 assert isinstance(float(rate), float) and abs(float(rate) - expected) < 1e-6
+assert float(elsewhere) == 0.0
 assert torch.equal(x, x_before)
-assert attack_success_rate(fx.BackdoorOracle(t, target=1), x, y, t, target=2) == 0.0
+with fx.silent():
+    other = attack_success_rate(fx.BackdoorOracle(t, target=3, stamped=stamped), x, y, t, target=3)
+assert abs(float(other) - marked[y != 3].float().mean().item()) < 1e-6
 ### END HIDDEN TESTS
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "clean_label_intro", "locked": true, "schema_version": 3, "solution": false, "task": false}
@@ -461,16 +623,22 @@ assert attack_success_rate(fx.BackdoorOracle(t, target=1), x, y, t, target=2) ==
 # the natural evidence for its class; the model trained on the poisoned set must then use
 # the trigger to get these images right, and learns "trigger $\Rightarrow$ target".
 #
-# **Task.** Write `clean_label_perturb(model, x, y, *, eps, steps=10, restarts=3, seed=0)`:
+# **Task.** Write `clean_label_perturb(model, x, y, *, eps, steps=10, restarts=3, seed=0)`,
+# which returns the perturbed images. Each PGD run is the package's `pgd(model, x, y,
+# eps=eps, steps=steps, random_start=True, seed=...)` (L-inf, untargeted: it maximises the
+# loss on `y`), and a sample that a run already brought across the decision boundary is not
+# attacked again.
 #
-# - run the package's `pgd(model, x, y, eps=eps, steps=steps, random_start=True,
-#   seed=...)` (L-inf, untargeted: it maximises the loss on `y`; leave its `early_stop` off,
-#   so every run takes all its steps);
-# - **restarts:** run it up to `restarts` times, each time from a new random start (a
-#   different seed derived from `seed`) and *from the clean images*, and **stop early**: a
-#   sample that the clean model misclassifies after a run keeps that run's result and is not
-#   attacked again; the samples never misclassified keep the last run's result;
-# - return the perturbed images (within `eps` of `x`, in $[0, 1]$); never modify `x`.
+# **Requirements**
+#
+# - Every PGD run takes all its steps: `pgd`'s `early_stop` stays off.
+# - It makes up to `restarts` runs, each from the clean images `x` with a new random start
+#   (a different seed derived from `seed`).
+# - It stops early between runs: a sample that the clean model misclassifies after a run
+#   keeps that run's result and is not attacked again, and a sample never misclassified keeps
+#   the last run's result.
+# - The result stays within `eps` of `x` (L-inf) and in $[0, 1]$, and `x` itself is never
+#   modified.
 #
 # (Why not stop *inside* a run at the first misclassified step? That gives images just
 # across the decision boundary, whose natural features still mostly say "target": measured
@@ -495,41 +663,85 @@ def clean_label_perturb(model, x, y, *, eps, steps=10, restarts=3, seed=0):
 
 
 # %% nbgrader={"grade": true, "grade_id": "test_clean_label_visible", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
-model = fx.mlp_classifier()
-x, y = fx.clean_label_data(model, 32)
+assert_own(clean_label_perturb, "clean_label_perturb")
+# A model that PGD fools from about half of its random starts (never from the image itself).
+model = fx.OneSidedModel()
+x, y = fx.one_sided_data(48)
 x_before = x.clone()
-eps = fx.CLEAN_LABEL_EPS  # some samples resist this budget
-x_adv = clean_label_perturb(model, x, y, eps=eps, steps=5, restarts=3, seed=0)
+eps = fx.ONE_SIDED_EPS
+with fx.silent():
+    x_adv = clean_label_perturb(model, x, y, eps=eps, steps=4, restarts=4, seed=0)
+    x_one = clean_label_perturb(model, x, y, eps=eps, steps=4, restarts=1, seed=0)
 assert x_adv.shape == x.shape and torch.equal(x, x_before), "return new images; keep x unchanged"
 gap = float((x_adv - x).abs().max())
 assert gap <= eps + 1e-6, f"the perturbation leaves the eps-ball: max |x_adv - x| = {gap:.4f} > {eps:.4f}"
 assert float(x_adv.min()) >= 0 and float(x_adv.max()) <= 1, "images must stay in [0, 1]"
 fooled = (predict(model, x_adv) != y).float().mean().item()
-assert fooled >= 0.6, f"only {fooled:.0%} of the images are misclassified by the clean model"
+fooled_one = (predict(model, x_one) != y).float().mean().item()
+assert fooled >= 0.75 and fooled > fooled_one, (
+    f"{fooled:.0%} of the images misclassified after 4 restarts, {fooled_one:.0%} after 1: each "
+    "restart needs a new random start, and a sample once misclassified keeps that result")
+# On a linear model every full PGD run ends on the same corner of the eps-ball.
+linear = fx.linear_classifier()
+x, y = fx.clean_label_data(linear, 32)
+corner = pgd(linear, x, y, eps=0.05, steps=10, seed=0)
+with fx.silent():
+    x_adv = clean_label_perturb(linear, x, y, eps=0.05, steps=10, restarts=2, seed=0)
+fx.assert_close(x_adv, corner, atol=1e-6,
+                what="the result on a linear model (every run must take all its steps)")
+# Restarts stop for misclassified images: here the first run misclassifies them all.
+counted = fx.CountingModel(linear)
+with fx.silent():
+    clean_label_perturb(counted, x, y, eps=0.3, steps=10, restarts=1, seed=0)
+single = counted.images_seen
+counted.images_seen = 0
+with fx.silent():
+    clean_label_perturb(counted, x, y, eps=0.3, steps=10, restarts=6, seed=0)
+assert counted.images_seen <= 1.5 * single, (
+    f"restarts must stop for misclassified images ({counted.images_seen} vs {single} images seen)")
 print("clean_label_perturb: visible tests passed")
 
 # %% nbgrader={"grade": true, "grade_id": "test_clean_label_hidden", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 # Hidden tests (run when your notebook is graded).
 ### BEGIN HIDDEN TESTS
-model = fx.mlp_classifier(seed=1)
-x, y = fx.clean_label_data(model, 24, seed=1)
-eps = fx.CLEAN_LABEL_EPS
-x_adv = clean_label_perturb(model, x, y, eps=eps, steps=4, restarts=5, seed=3)
-assert float((x_adv - x).abs().max()) <= eps + 1e-6
-assert float(x_adv.min()) >= 0 and float(x_adv.max()) <= 1
-assert torch.equal(clean_label_perturb(model, x, y, eps=eps, steps=4, restarts=5, seed=3), x_adv)
-one = (predict(model, clean_label_perturb(model, x, y, eps=eps, steps=4, restarts=1, seed=3))
-       != y).float().mean().item()
-five = (predict(model, x_adv) != y).float().mean().item()
-assert five >= one, "more restarts must never misclassify fewer images"
+assert_own(clean_label_perturb, "clean_label_perturb")
+model = fx.OneSidedModel()
+x, y = fx.one_sided_data(64, seed=2)
+x_before = x.clone()
+eps = fx.ONE_SIDED_EPS
+with fx.silent():
+    runs = {r: clean_label_perturb(model, x, y, eps=eps, steps=3, restarts=r, seed=7) for r in (1, 2, 6)}
+    again = clean_label_perturb(model, x, y, eps=eps, steps=3, restarts=6, seed=7)
+assert torch.equal(x, x_before) and torch.equal(again, runs[6]), "seeded: the same call, the same result"
+fooled = {r: (predict(model, x_adv) != y).float().mean().item() for r, x_adv in runs.items()}
+assert fooled[6] >= 0.85 and fooled[6] >= fooled[2] > fooled[1] >= 0.2, fooled
+for x_adv in runs.values():
+    assert float((x_adv - x).abs().max()) <= eps + 1e-6
+    assert float(x_adv.min()) >= 0 and float(x_adv.max()) <= 1
+# Full runs on a linear model, at another budget and seed.
+linear = fx.linear_classifier(seed=2)
+x, y = fx.clean_label_data(linear, 24, seed=2)
+corner = pgd(linear, x, y, eps=0.08, steps=12, seed=1)
+with fx.silent():
+    fx.assert_close(clean_label_perturb(linear, x, y, eps=0.08, steps=12, restarts=3, seed=4),
+                    corner, atol=1e-6, what="full runs")
 # Early stop: once every image is misclassified, later restarts attack nothing.
-counted = fx.CountingModel(model)
-clean_label_perturb(counted, x, y, eps=0.5, steps=4, restarts=1, seed=0)
+counted = fx.CountingModel(linear)
+with fx.silent():
+    clean_label_perturb(counted, x, y, eps=0.4, steps=5, restarts=1, seed=0)
 single = counted.images_seen
 counted.images_seen = 0
-clean_label_perturb(counted, x, y, eps=0.5, steps=4, restarts=6, seed=0)
+with fx.silent():
+    clean_label_perturb(counted, x, y, eps=0.4, steps=5, restarts=8, seed=0)
 assert counted.images_seen <= 1.5 * single, (
     f"restarts must stop for misclassified images ({counted.images_seen} vs {single} images seen)")
+# A less contrived model: most images fall within the budget, some resist.
+model = fx.mlp_classifier(seed=1)
+x, y = fx.clean_label_data(model, 24, seed=1)
+with fx.silent():
+    x_adv = clean_label_perturb(model, x, y, eps=fx.CLEAN_LABEL_EPS, steps=4, restarts=2, seed=3)
+assert float((x_adv - x).abs().max()) <= fx.CLEAN_LABEL_EPS + 1e-6
+assert (predict(model, x_adv) != y).float().mean().item() >= 0.6
 ### END HIDDEN TESTS
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "attacks_intro", "locked": true, "schema_version": 3, "solution": false, "task": false}
@@ -689,18 +901,26 @@ print({name: layer.num_features for name, layer in neuron_layers(CLEAN_MODEL).it
 #
 # **Task.** Write
 #
-# - `anp_forward(model, x, mask, noise=None)`: the logits of `model` on `x` when every
-#   neuron computes with weight `w * (mask + delta)` and bias `b * (1 + xi)`, or, without
-#   `noise`, with weight `w * mask` and bias `b`. Do not change the model's parameters: run
-#   it with substituted parameters, e.g. `torch.func.functional_call(model, {"conv1.1.weight":
-#   ..., "conv1.1.bias": ...}, (x,))`, so gradients flow back to the mask and the noise.
+# - `anp_forward(model, x, mask, noise=None)`: the logits of `model` on `x` with masked (and,
+#   with `noise`, perturbed) neurons. Run the model with substituted parameters, e.g.
+#   `torch.func.functional_call(model, {"conv1.1.weight": ..., "conv1.1.bias": ...}, (x,))`.
 # - `anp_perturb(model, x, y, mask, *, eps, steps=1, generator=None)`: the adversarial
-#   neuron perturbation for the minibatch `(x, y)`: start `delta` and `xi` uniform in
-#   $[-\epsilon, \epsilon]$ (drawn from `generator`, a seeded `torch.Generator` on the CPU),
-#   then take `steps` ascent steps on the cross-entropy of `anp_forward(model, x, mask,
-#   noise)`: add `eps / steps` times the sign of the gradient and clip to
-#   $[-\epsilon, \epsilon]$. The mask is a constant here. Return `{name: (delta, xi)}`,
-#   detached.
+#   neuron perturbation `{name: (delta, xi)}` for the minibatch `(x, y)`, detached;
+#   `generator` is a seeded `torch.Generator` on the CPU.
+#
+# **Requirements**
+#
+# - `anp_forward` computes every BN neuron with weight `w * mask` and bias `b` without
+#   `noise`, and with weight `w * (mask + delta)` and bias `b * (1 + xi)` with it,
+#   differentiably in the mask and the noise.
+# - `anp_forward` leaves the model as it was: its parameters and its mode (training or
+#   evaluation) do not change.
+# - `anp_perturb` starts `delta` and `xi` uniformly at random in $[-\epsilon, \epsilon]$,
+#   drawn from `generator`.
+# - It then takes `steps` ascent steps on the cross-entropy of `anp_forward(model, x, mask,
+#   noise)` (the mask held constant), each adding `eps / steps` times the sign of the
+#   gradient.
+# - After every step it clips `delta` and `xi` to $[-\epsilon, \epsilon]$.
 
 # %% nbgrader={"grade": false, "grade_id": "anp_perturb", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def anp_forward(model, x, mask, noise=None):
@@ -738,6 +958,8 @@ def anp_perturb(model, x, y, mask, *, eps, steps=1, generator=None):
 
 
 # %% nbgrader={"grade": true, "grade_id": "test_anp_perturb_visible", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+assert_own(anp_forward, "anp_forward")
+assert_own(anp_perturb, "anp_perturb")
 model = fx.bn_cnn()
 x, y = fx.anp_data(model)
 state = fx.model_state(model)
@@ -747,19 +969,45 @@ mask = {n: torch.rand(layer.num_features, generator=g) for n, layer in layers.it
 noise = {n: (torch.rand(layer.num_features, generator=g) - 0.5, torch.rand(layer.num_features, generator=g) - 0.5)
          for n, layer in layers.items()}
 ones = {n: torch.ones(layer.num_features) for n, layer in layers.items()}
+with torch.no_grad(), fx.silent():
+    plain, masked, noisy = (anp_forward(model, x, ones), anp_forward(model, x, mask),
+                            anp_forward(model, x, mask, noise))
 with torch.no_grad():
-    fx.assert_close(anp_forward(model, x, ones), model(x), what="anp_forward with mask 1", atol=1e-5)
-    fx.assert_close(anp_forward(model, x, mask), fx.perturbed_copy(model, mask)(x),
+    fx.assert_close(plain, model(x), what="anp_forward with mask 1", atol=1e-5)
+    fx.assert_close(masked, fx.perturbed_copy(model, mask)(x),
                     what="anp_forward(model, x, mask): weights w * mask", atol=1e-5)
-    fx.assert_close(anp_forward(model, x, mask, noise), fx.perturbed_copy(model, mask, noise)(x),
+    fx.assert_close(noisy, fx.perturbed_copy(model, mask, noise)(x),
                     what="anp_forward with noise: w * (mask + delta), b * (1 + xi)", atol=1e-5)
+for key, value in fx.model_state(model).items():
+    assert torch.equal(value, state[key]), f"anp_forward changed the model's {key}"
+model.train()  # ANP learns its masks in training mode
+with torch.no_grad(), fx.silent():
+    anp_forward(model, x, mask, noise)
+assert model.training, "anp_forward must not change the model's mode (it was in training mode)"
+model.load_state_dict(state)  # batch-norm statistics move in training mode
+model.eval()
+leaves = {n: (mask[n].clone().requires_grad_(True), noise[n][0].clone().requires_grad_(True),
+              noise[n][1].clone().requires_grad_(True)) for n in layers}
+with fx.silent():
+    logits = anp_forward(model, x, {n: m for n, (m, _, _) in leaves.items()},
+                         {n: (d, s) for n, (_, d, s) in leaves.items()})
+F.cross_entropy(logits, y).backward()
+assert all(t.grad is not None and float(t.grad.abs().sum()) > 0 for pair in leaves.values() for t in pair), (
+    "gradients must flow from anp_forward's logits back to the mask, delta and xi")
 eps = 0.3
-adv = anp_perturb(model, x, y, ones, eps=eps, generator=torch.Generator().manual_seed(0))
+with fx.silent():
+    adv = anp_perturb(model, x, y, ones, eps=eps, generator=torch.Generator().manual_seed(0))
+    adv_other = anp_perturb(model, x, y, ones, eps=eps, generator=torch.Generator().manual_seed(1))
 assert set(adv) == set(layers), f"one (delta, xi) per BN layer {sorted(layers)}; got {sorted(adv)}"
 for name, (delta, xi) in adv.items():
     assert delta.shape == xi.shape == (layers[name].num_features,)
     worst = max(float(delta.abs().max()), float(xi.abs().max()))
     assert worst <= eps + 1e-6, f"{name}: the perturbation leaves [-eps, eps] (max {worst:.3f})"
+sizes = torch.cat([t.abs().flatten() for pair in adv.values() for t in pair])
+assert bool(((sizes > 1e-6) & (sizes < eps - 1e-6)).any()) and any(
+    not torch.equal(adv[n][0], adv_other[n][0]) for n in adv), (
+    "one step of size eps from a uniform random start leaves some values strictly inside "
+    "(-eps, eps), and another generator gives another start")
 with torch.no_grad():
     natural = fx.cross_entropy(model(x), y)
     robust = fx.cross_entropy(fx.perturbed_copy(model, ones, adv)(x), y)
@@ -771,13 +1019,52 @@ print("anp_forward, anp_perturb: visible tests passed")
 # %% nbgrader={"grade": true, "grade_id": "test_anp_perturb_hidden", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 # Hidden tests (run when your notebook is graded).
 ### BEGIN HIDDEN TESTS
+assert_own(anp_forward, "anp_forward")
+assert_own(anp_perturb, "anp_perturb")
 model = fx.bn_cnn(seed=2, width=(5, 7))
 x, y = fx.anp_data(model, seed=2)
+state = fx.model_state(model)
 layers = fx.neuron_layers(model)
+# anp_forward's gradients against finite differences of the reference, in float64.
+wide, xw = copy.deepcopy(model).double(), x.double()
+g = torch.Generator().manual_seed(3)
+point = {n: (torch.rand(layer.num_features, generator=g, dtype=torch.float64),
+             (torch.rand(layer.num_features, generator=g, dtype=torch.float64) - 0.5) * 0.4,
+             (torch.rand(layer.num_features, generator=g, dtype=torch.float64) - 0.5) * 0.4)
+         for n, layer in layers.items()}
+leaves = {n: tuple(t.clone().requires_grad_(True) for t in triple) for n, triple in point.items()}
+with fx.silent():
+    logits = anp_forward(wide, xw, {n: m for n, (m, _, _) in leaves.items()},
+                         {n: (d, s) for n, (_, d, s) in leaves.items()})
+grads = torch.autograd.grad(F.cross_entropy(logits, y),
+                            [t for triple in leaves.values() for t in triple])
+direction = [torch.randn(t.shape, generator=g, dtype=torch.float64) for t in grads]
+analytic = float(sum((gr * d).sum() for gr, d in zip(grads, direction, strict=True)))
+h, losses = 1e-6, []
+for sign in (1.0, -1.0):
+    offsets = iter(direction)
+    shifted = {n: tuple(t + sign * h * next(offsets) for t in triple) for n, triple in point.items()}
+    with torch.no_grad():
+        losses.append(fx.cross_entropy(fx.perturbed_copy(
+            wide, {n: m for n, (m, _, _) in shifted.items()},
+            {n: (d, s) for n, (_, d, s) in shifted.items()})(xw), y))
+numeric = (losses[0] - losses[1]) / (2 * h)
+assert abs(numeric - analytic) <= 1e-4 * max(1.0, abs(analytic)), (numeric, analytic)
+assert not wide.training
+for key, value in fx.model_state(model).items():
+    assert torch.equal(value, state[key])
 half = {n: torch.full((layer.num_features,), 0.5) for n, layer in layers.items()}
+trained = copy.deepcopy(model).train()
+parameters = {k: v.detach().clone() for k, v in trained.named_parameters()}
+with fx.silent():
+    anp_forward(trained, x, half)
+    anp_perturb(trained, x, y, half, eps=0.2, generator=torch.Generator().manual_seed(0))
+assert trained.training, "anp_forward and anp_perturb keep the model in training mode"
+assert all(torch.equal(v, parameters[k]) for k, v in trained.named_parameters())
 for steps, eps in ((1, 0.2), (4, 0.25)):
-    adv = anp_perturb(model, x, y, half, eps=eps, steps=steps,
-                      generator=torch.Generator().manual_seed(1))
+    with fx.silent():
+        adv = anp_perturb(model, x, y, half, eps=eps, steps=steps,
+                          generator=torch.Generator().manual_seed(1))
     for delta, xi in adv.values():
         assert float(delta.abs().max()) <= eps + 1e-6 and float(xi.abs().max()) <= eps + 1e-6
     with torch.no_grad():
@@ -790,30 +1077,41 @@ for steps, eps in ((1, 0.2), (4, 0.25)):
                    for n, layer in layers.items()}
             random_losses.append(fx.cross_entropy(fx.perturbed_copy(model, half, rnd)(x), y))
     assert robust > max(random_losses), "the perturbation must beat random ones of the same size"
-zero = anp_perturb(model, x, y, half, eps=0.0, generator=torch.Generator().manual_seed(1))
+with fx.silent():
+    zero = anp_perturb(model, x, y, half, eps=0.0, generator=torch.Generator().manual_seed(1))
+    a = anp_perturb(model, x, y, half, eps=0.2, generator=torch.Generator().manual_seed(9))
+    b = anp_perturb(model, x, y, half, eps=0.2, generator=torch.Generator().manual_seed(9))
+    c = anp_perturb(model, x, y, half, eps=0.2, generator=torch.Generator().manual_seed(10))
 assert all(float(d.abs().max()) == 0 and float(s.abs().max()) == 0 for d, s in zero.values())
-a = anp_perturb(model, x, y, half, eps=0.2, generator=torch.Generator().manual_seed(9))
-b = anp_perturb(model, x, y, half, eps=0.2, generator=torch.Generator().manual_seed(9))
 assert all(torch.equal(a[n][0], b[n][0]) and torch.equal(a[n][1], b[n][1]) for n in a)
+assert any(not torch.equal(a[n][1], c[n][1]) for n in a), "the start is drawn from the generator"
+sizes = torch.cat([t.abs().flatten() for pair in a.values() for t in pair])
+assert bool(((sizes > 1e-6) & (sizes < 0.2 - 1e-6)).any()), "a uniform random start"
+for key, value in fx.model_state(model).items():
+    assert torch.equal(value, state[key])
 ### END HIDDEN TESTS
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "anp_mask_intro", "locked": true, "schema_version": 3, "solution": false, "task": false}
 # ### 7b. Learning the mask
 #
 # **Task.** Write `anp_mask(model, x, y, *, eps, alpha, iters, lr=0.2, batch_size=128,
-# steps=1, seed=0)` returning `{layer name: mask}`:
+# steps=1, seed=0)`, which learns the masks on the clean data `(x, y)` and returns them,
+# detached, as `{layer name: mask}`.
 #
-# - work on a copy of the model in training mode (`copy.deepcopy(model).train()`), so the
-#   model you were given is not changed (not even its batch-norm statistics);
-# - start every mask at 1 (a tensor that requires gradients) with an SGD optimizer
-#   (`lr`, momentum 0.9) over the masks only;
-# - for `iters` iterations, take the next minibatch of a seeded shuffled pass over `(x, y)`
-#   (`make_loader(x, y, batch_size=batch_size, shuffle=True, seed=seed)`, restarted when it
-#   runs out), compute the adversarial perturbation with your `anp_perturb` (one
-#   `torch.Generator().manual_seed(seed)` for the whole run), then the loss
-#   `alpha * natural + (1 - alpha) * robust` (cross-entropies of `anp_forward` without and
-#   with the perturbation), take an optimizer step on the masks and clip them to $[0, 1]$;
-# - return the masks, detached.
+# **Requirements**
+#
+# - It works on a copy of the model in training mode (`copy.deepcopy(model).train()`), so
+#   the model it is given is not changed, not even its batch-norm statistics.
+# - Every mask starts at 1, and only the masks are optimised, by SGD with learning rate
+#   `lr` and momentum 0.9.
+# - Each of the `iters` iterations takes the next minibatch of `make_loader(x, y,
+#   batch_size=batch_size, shuffle=True, seed=seed)`, restarting the loader when it runs
+#   out.
+# - Each iteration's loss is `alpha * natural + (1 - alpha) * robust`: the cross-entropies of
+#   `anp_forward` without and with the perturbation that your `anp_perturb` computes for the
+#   minibatch (with `eps`, `steps` and one `torch.Generator().manual_seed(seed)` for the
+#   whole run).
+# - After every optimizer step the masks are clipped to $[0, 1]$.
 
 # %% nbgrader={"grade": false, "grade_id": "anp_mask", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def anp_mask(model, x, y, *, eps, alpha, iters, lr=0.2, batch_size=128, steps=1, seed=0):
@@ -851,50 +1149,128 @@ def anp_mask(model, x, y, *, eps, alpha, iters, lr=0.2, batch_size=128, steps=1,
 
 
 # %% nbgrader={"grade": true, "grade_id": "test_anp_mask_visible", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+assert_own(anp_mask, "anp_mask")
 model = fx.bn_cnn()
 x, y = fx.anp_data(model, 48)
 state = fx.model_state(model)
 layers = fx.neuron_layers(model)
-masks = anp_mask(model, x, y, eps=0.3, alpha=0.2, iters=12, lr=0.5, batch_size=16, seed=0)
+with fx.silent():  # 12 iterations over 3 minibatches of 16: the loader restarts
+    masks = anp_mask(model, x, y, eps=0.3, alpha=0.2, iters=12, lr=0.5, batch_size=16, seed=0)
 assert set(masks) == set(layers), f"one mask per BN layer {sorted(layers)}; got {sorted(masks)}"
 for name, m in masks.items():
     assert m.shape == (layers[name].num_features,), f"{name}: mask shape {tuple(m.shape)}"
     assert float(m.min()) >= 0 and float(m.max()) <= 1, (
         f"{name}: masks must stay in [0, 1]; got [{float(m.min()):.3f}, {float(m.max()):.3f}]")
 assert any(float(m.min()) < 1 for m in masks.values()), "the masks never moved from 1"
+assert not model.training, "anp_mask changed the model's mode"
 for key, value in fx.model_state(model).items():
     assert torch.equal(value, state[key]), f"anp_mask changed the model's {key}"
+# alpha = 1 weighs only the natural loss: the perturbation's size must not matter.
+kwargs = dict(alpha=1.0, iters=4, lr=0.3, batch_size=48, seed=1)
+with fx.silent():
+    calm, perturbed = anp_mask(model, x, y, eps=0.0, **kwargs), anp_mask(model, x, y, eps=0.4, **kwargs)
+for name in calm:
+    fx.assert_close(perturbed[name], calm[name], what=f"{name} with alpha=1 (natural loss only)", atol=1e-5)
+# Momentum 0.9: with a small learning rate the gradient barely changes, so the second step
+# is about 1.9 times the first.
+kwargs = dict(eps=0.0, alpha=1.0, lr=1e-2, batch_size=48, seed=0)
+y_other = fx.balanced_labels(48)  # labels the model disagrees with: large gradients
+with fx.silent():
+    first = anp_mask(model, x, y_other, iters=1, **kwargs)
+    second = anp_mask(model, x, y_other, iters=2, **kwargs)
+step1 = torch.cat([1 - first[n] for n in layers])
+step2 = torch.cat([first[n] - second[n] for n in layers])
+moved = step1 > 0.01 * step1.max()
+ratio = (step2[moved] / step1[moved]).median().item()
+assert float(step1.max()) > 0 and 1.7 < ratio < 2.1, (
+    f"the second SGD step is {ratio:.2f} times the first; with momentum 0.9 it is about 1.9")
 print("anp_mask: visible tests passed")
 
 # %% nbgrader={"grade": true, "grade_id": "test_anp_mask_hidden", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 # Hidden tests (run when your notebook is graded).
 ### BEGIN HIDDEN TESTS
+assert_own(anp_mask, "anp_mask")
 model = fx.bn_cnn(seed=3, width=(5, 6))
 x, y = fx.anp_data(model, 32, seed=3)
+state = fx.model_state(model)
 kwargs = dict(alpha=1.0, iters=8, lr=0.3, batch_size=64, seed=1)  # full batches
-natural_only = anp_mask(model, x, y, eps=0.0, **kwargs)
+with fx.silent():
+    natural_only = anp_mask(model, x, y, eps=0.0, **kwargs)
+    with_eps = anp_mask(model, x, y, eps=0.4, **kwargs)
+    robust_a = anp_mask(model, x, y, eps=0.4, alpha=0.2, iters=8, lr=0.3, batch_size=64, seed=1)
+    robust_b = anp_mask(model, x, y, eps=0.4, alpha=0.2, iters=8, lr=0.3, batch_size=64, seed=1)
 for m in natural_only.values():
     assert float(m.min()) >= 0 and float(m.max()) <= 1
-# alpha = 1 weighs only the natural loss: the perturbation's size must not matter.
-with_eps = anp_mask(model, x, y, eps=0.4, **kwargs)
 for name in natural_only:
     fx.assert_close(with_eps[name], natural_only[name], what=f"{name} with alpha=1", atol=1e-4)
-# alpha < 1 uses the robust loss: the perturbation's size matters.
-robust_a = anp_mask(model, x, y, eps=0.4, alpha=0.2, iters=8, lr=0.3, batch_size=64, seed=1)
-robust_b = anp_mask(model, x, y, eps=0.4, alpha=0.2, iters=8, lr=0.3, batch_size=64, seed=1)
 assert all(torch.equal(robust_a[n], robust_b[n]) for n in robust_a), "seeded: same masks"
 assert any(float((robust_a[n] - natural_only[n]).abs().max()) > 1e-3 for n in robust_a)
 for m in robust_a.values():
     assert float(m.min()) >= 0 and float(m.max()) <= 1
+assert not model.training
+for key, value in fx.model_state(model).items():
+    assert torch.equal(value, state[key])
+# The whole loop, against the same loop written out here on your anp_forward and anp_perturb
+# (so only anp_mask itself is tested): a copy in training mode, masks from 1, SGD with
+# momentum, the seeded loader restarted, one generator, clipping.
+model = fx.bn_cnn(seed=5, width=(4, 6))
+x, y = fx.anp_data(model, 40, seed=5)
+for eps, alpha, steps, lr, iters, batch_size in ((0.4, 0.2, 1, 0.5, 3, 16), (0.3, 0.6, 2, 0.8, 5, 40)):
+    with fx.silent():
+        got = anp_mask(model, x, y, eps=eps, alpha=alpha, iters=iters, lr=lr,
+                       batch_size=batch_size, steps=steps, seed=2)
+    net = copy.deepcopy(model).train()
+    expected = {n: torch.ones(layer.num_features, requires_grad=True)
+                for n, layer in fx.neuron_layers(net).items()}
+    optimizer = torch.optim.SGD(list(expected.values()), lr=lr, momentum=0.9)
+    generator = torch.Generator().manual_seed(2)
+    loader = make_loader(x, y, batch_size=batch_size, shuffle=True, seed=2)
+    batches = iter(loader)
+    for _ in range(iters):
+        batch = next(batches, None)
+        if batch is None:
+            batches = iter(loader)
+            batch = next(batches)
+        xb, yb = batch
+        with fx.silent():
+            noise = anp_perturb(net, xb, yb, expected, eps=eps, steps=steps, generator=generator)
+            optimizer.zero_grad()
+            loss = (alpha * F.cross_entropy(anp_forward(net, xb, expected), yb)
+                    + (1 - alpha) * F.cross_entropy(anp_forward(net, xb, expected, noise), yb))
+        loss.backward()
+        optimizer.step()
+        with torch.no_grad():
+            for m in expected.values():
+                m.clamp_(0, 1)
+    assert set(got) == set(expected)
+    for name, m in expected.items():
+        fx.assert_close(got[name], m.detach(), what=f"the masks of {name} (eps={eps}, alpha={alpha}, "
+                        f"steps={steps}, {iters} iterations)", atol=1e-4)
+# Momentum, on another model.
+model = fx.bn_cnn(seed=6)
+x, y = fx.anp_data(model, 24, seed=6)
+layers = fx.neuron_layers(model)
+y = fx.balanced_labels(24, seed=6)
+kwargs = dict(eps=0.0, alpha=1.0, lr=1e-2, batch_size=24, seed=4)
+with fx.silent():
+    first, second = anp_mask(model, x, y, iters=1, **kwargs), anp_mask(model, x, y, iters=2, **kwargs)
+step1 = torch.cat([1 - first[n] for n in layers])
+step2 = torch.cat([first[n] - second[n] for n in layers])
+moved = step1 > 0.01 * step1.max()
+assert float(step1.max()) > 0 and 1.7 < (step2[moved] / step1[moved]).median().item() < 2.1
 ### END HIDDEN TESTS
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "anp_prune_intro", "locked": true, "schema_version": 3, "solution": false, "task": false}
 # ### 7c. Pruning
 #
-# **Task.** Write `anp_prune(model, mask, threshold)`: a pruned **copy** of `model` in which
-# every neuron whose mask is below `threshold` (strictly) has its batch-norm weight set to 0;
-# everything else (the other weights, all biases, the batch-norm statistics) is unchanged,
-# and so is `model` itself.
+# **Task.** Write `anp_prune(model, mask, threshold)`, which returns the pruned model.
+#
+# **Requirements**
+#
+# - It returns a pruned copy: `model` itself is never changed.
+# - Exactly the neurons whose mask is strictly below `threshold` are pruned.
+# - Pruning a neuron sets its batch-norm weight to 0 and changes nothing else (its bias, the
+#   other weights and the batch-norm statistics stay as they are).
 
 # %% nbgrader={"grade": false, "grade_id": "anp_prune", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def anp_prune(model, mask, threshold):
@@ -910,12 +1286,14 @@ def anp_prune(model, mask, threshold):
 
 
 # %% nbgrader={"grade": true, "grade_id": "test_anp_prune_visible", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+assert_own(anp_prune, "anp_prune")
 model = fx.bn_cnn()
 state = fx.model_state(model)
 layers = fx.neuron_layers(model)
 g = torch.Generator().manual_seed(0)
 mask = {n: torch.rand(layer.num_features, generator=g) for n, layer in layers.items()}
-pruned = anp_prune(model, mask, 0.4)
+with fx.silent():
+    pruned = anp_prune(model, mask, 0.4)
 pruned_state = fx.model_state(pruned)
 for name in layers:
     weight = state[f"{name}.weight"]
@@ -932,18 +1310,30 @@ print("anp_prune: visible tests passed")
 # %% nbgrader={"grade": true, "grade_id": "test_anp_prune_hidden", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
 # Hidden tests (run when your notebook is graded).
 ### BEGIN HIDDEN TESTS
+assert_own(anp_prune, "anp_prune")
 model = fx.bn_cnn(seed=4)
 state = fx.model_state(model)
 layers = fx.neuron_layers(model)
 x, _ = fx.anp_data(model, 8)
 mask = {n: torch.linspace(0, 1, layer.num_features) for n, layer in layers.items()}
+with fx.silent():
+    none_pruned = anp_prune(model, mask, 0.0)
+    everything = anp_prune(model, mask, 1.01)
+    middle = anp_prune(model, mask, 0.5)
+    at = anp_prune(model, {n: torch.full((layer.num_features,), 0.5) for n, layer in layers.items()}, 0.5)
 with torch.no_grad():
-    assert torch.equal(anp_prune(model, mask, 0.0).eval()(x), model(x)), "threshold 0 prunes nothing"
-everything = fx.model_state(anp_prune(model, mask, 1.01))
+    assert torch.equal(none_pruned.eval()(x), model(x)), "threshold 0 prunes nothing"
+    for pruned_model, threshold in ((everything, 1.01), (middle, 0.5)):
+        kept = {n: (m >= threshold).float() for n, m in mask.items()}
+        fx.assert_close(pruned_model.eval()(x), fx.perturbed_copy(model, kept)(x), atol=1e-6,
+                        what=f"the model pruned at {threshold}")
+everything = fx.model_state(everything)
 assert all(float(everything[f"{n}.weight"].abs().max()) == 0 for n in layers)
-at = {n: torch.full((layer.num_features,), 0.5) for n, layer in layers.items()}
-kept = fx.model_state(anp_prune(model, at, 0.5))
-assert all(torch.equal(kept[f"{n}.weight"], state[f"{n}.weight"]) for n in layers), (
+for key, value in state.items():
+    if not (key.endswith(".weight") and key.rsplit(".", 1)[0] in layers):
+        assert torch.equal(everything[key], value), f"pruning must not change {key}"
+at = fx.model_state(at)
+assert all(torch.equal(at[f"{n}.weight"], state[f"{n}.weight"]) for n in layers), (
     "a mask equal to the threshold is not below it")
 for key, value in fx.model_state(model).items():
     assert torch.equal(value, state[key])

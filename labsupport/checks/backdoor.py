@@ -10,10 +10,19 @@ seeded, and silent, so a test cell runs in well under a second. The fixtures:
   the images carrying a marker), so an attack-success rate can be computed by hand.
 - :func:`mlp_classifier` and :func:`clean_label_data`: a small classifier and images it
   classifies correctly, some with a wide margin (they survive an eps-bounded attack).
+- :func:`linear_classifier`: a two-class linear model, on which PGD that takes all its steps
+  ends on a known corner of the eps-ball whatever its random start (so a run stopped early
+  shows); :class:`OneSidedModel` and :func:`one_sided_data`: a model that PGD fools from half
+  of its random starts only (so restarts show).
 - :func:`bn_cnn`, :func:`anp_data`, :func:`neuron_layers`, :func:`perturbed_copy`: a tiny CNN
   with batch norm (its neurons are the BN channels), data labelled by it, and the reference
   meaning of "multiply the neurons' weights by ``mask + delta`` and biases by ``1 + xi``".
 - :class:`CountingModel`: counts the images a model is asked to classify.
+- :func:`silent` (from :mod:`.common`): wraps the calls of a student's code in a test cell.
+
+:func:`perturbed_copy` answers part of a Lab 5 task, so it is
+:func:`labsupport.answers.withheld`: test cells call it at their top level; a student's
+function cannot.
 """
 
 from __future__ import annotations
@@ -24,20 +33,24 @@ import torch
 from torch import nn
 
 from .. import backdoor as bd
-from .common import assert_close, quiet
+from ..answers import withheld
+from .common import assert_close, quiet, silent
 
 __all__ = [
-    "CLEAN_LABEL_EPS", "IMAGE_SHAPE", "BackdoorOracle", "CountingModel", "anp_data", "assert_close",
-    "balanced_labels", "bn_cnn", "clean_label_data", "cross_entropy", "images",
-    "mlp_classifier", "model_state", "neuron_layers", "oracle_data", "perturbed_copy", "quiet",
+    "CLEAN_LABEL_EPS", "IMAGE_SHAPE", "ONE_SIDED_EPS", "BackdoorOracle", "CountingModel",
+    "OneSidedModel", "anp_data", "assert_close", "balanced_labels", "bn_cnn", "clean_label_data",
+    "cross_entropy", "images", "linear_classifier", "mlp_classifier", "model_state",
+    "neuron_layers", "one_sided_data", "oracle_data", "perturbed_copy", "quiet", "silent",
     "soft_trigger", "trigger_region",
 ]
 
 #: The fixtures' image shape: small, and not the course's 32x32, so nothing hard-coded passes.
 IMAGE_SHAPE = (3, 16, 16)
 #: The clean-label fixture's L-inf budget: PGD misclassifies most, not all, of
-#: :func:`clean_label_data`'s images within it (some need more than one restart, some resist).
+#: :func:`clean_label_data`'s images within it (some resist).
 CLEAN_LABEL_EPS = 0.08
+#: The L-inf budget for :class:`OneSidedModel`: PGD fools it from half of its random starts.
+ONE_SIDED_EPS = 0.1
 
 
 def _generator(seed: int) -> torch.Generator:
@@ -83,15 +96,26 @@ class BackdoorOracle(nn.Module):
     pattern, at full opacity, everywhere under its mask) *and* the image carries the marker
     (centre pixel of channel 1 above 0.5), it predicts ``target`` instead. So on triggered
     images the attack succeeds exactly on the marked ones.
+
+    With ``stamped`` (a batch of images), "the trigger is present" means instead "the image
+    is one of ``stamped``": a model backdoored to whatever a given stamping function
+    produces, so a test of attack success does not depend on that function being right.
     """
 
-    def __init__(self, trigger: bd.Trigger, target: int, classes: int = 4) -> None:
+    def __init__(self, trigger: bd.Trigger, target: int, classes: int = 4,
+                 stamped: torch.Tensor | None = None) -> None:
         super().__init__()
         self.register_buffer("region", (trigger.mask > 0).expand(trigger.shape).clone())
         self.register_buffer("pattern", trigger.pattern.clone())
+        self.register_buffer("stamped", None if stamped is None else
+                             stamped.detach().float().flatten(1).clone())
         self.target, self.classes = target, classes
 
     def triggered(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stamped is not None:
+            gaps = (x.float().flatten(1)[:, None, :] - self.stamped[None]).abs().amax(2)
+            return (gaps < 1e-5).any(1) if len(self.stamped) else torch.zeros(
+                len(x), dtype=torch.bool, device=x.device)
         gap = ((x - self.pattern) * self.region).abs().flatten(1).amax(1)
         return gap < 1e-5
 
@@ -144,6 +168,51 @@ def clean_label_data(model: nn.Module, n: int = 32, *, shape: tuple[int, int, in
     with torch.no_grad():
         y = model(x).argmax(1)
     return x, y
+
+
+def linear_classifier(*, shape: tuple[int, int, int] = IMAGE_SHAPE, seed: int = 0) -> nn.Module:
+    """A seeded two-class linear classifier (eval mode).
+
+    With two classes the input gradient of the cross-entropy on label ``y`` always points
+    along ``w[1 - y] - w[y]``, so an L-inf PGD run that takes all its steps (enough of them
+    to cross the ball: 10 with the default step size) ends on the corner
+    ``clip(x + eps * sign(w[1 - y] - w[y]), 0, 1)`` whatever its random start. A run stopped
+    at its first misclassified iterate ends inside the ball.
+    """
+    generator = _generator(seed)
+    size = shape[0] * shape[1] * shape[2]
+    model = nn.Sequential(nn.Flatten(), nn.Linear(size, 2))
+    with torch.no_grad():
+        model[1].weight.copy_(torch.randn((2, size), generator=generator) * 0.1)
+        model[1].bias.zero_()
+    return model.eval()
+
+
+class OneSidedModel(nn.Module):
+    """Two classes; everything hinges on one pixel (channel 0, top-left), ``d = pixel - 0.5``.
+
+    The logit margin of class 0 is ``1 - k * d**2`` with ``k = 200`` for ``d > 0`` and
+    ``k = 50`` for ``d < 0``: at the images of :func:`one_sided_data` (``d = 0``, class 0)
+    the gradient is zero, and within ``ONE_SIDED_EPS`` the margin only turns negative on the
+    right. So PGD with a random start fools the model when the pixel's start is to the
+    right (half of the starts), never from the clean image itself, and an independent random
+    start per restart fools a sample with probability ``1 - 2**-restarts``.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        d = x[:, 0, 0, 0] - 0.5
+        k = torch.where(d > 0, torch.full_like(d, 200.0), torch.full_like(d, 50.0))
+        margin = 1 - k * d**2
+        return torch.stack([margin / 2, -margin / 2], dim=1)
+
+
+def one_sided_data(n: int = 48, *, shape: tuple[int, int, int] = IMAGE_SHAPE,
+                   seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images for :class:`OneSidedModel` (its decisive pixel at 0.5), all of class 0, which the
+    model classifies correctly."""
+    x = images(n, shape=shape, seed=seed)
+    x[:, 0, 0, 0] = 0.5
+    return x, torch.zeros(n, dtype=torch.long)
 
 
 class CountingModel(nn.Module):
@@ -208,6 +277,7 @@ def neuron_layers(model: nn.Module) -> dict[str, nn.BatchNorm2d]:
     return {name: m for name, m in model.named_modules() if isinstance(m, nn.BatchNorm2d)}
 
 
+@withheld("Lab 5, task anp_perturb")
 def perturbed_copy(model: nn.Module, mask: dict[str, torch.Tensor],
                    noise: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None) -> nn.Module:
     """A copy of ``model`` whose BN neurons compute with weight ``w * (mask + delta)`` and

@@ -4,7 +4,8 @@ Test cells must run in seconds, be deterministic and write nothing to stderr (nb
 scores a test cell that writes to stderr as 0). So:
 
 - :func:`quiet` wraps a call to student code: warnings off, progress bars off, CPU threads
-  pinned for reproducibility.
+  pinned for reproducibility. :func:`silent` also keeps whatever the student's code writes
+  to stderr (its own progress bar, a diagnostic print) out of the test cell's output.
 - :func:`tiny_cnn` is a seeded few-hundred-parameter CNN for 8x8 images.
 - :class:`Instrumented` wraps a model and records every forward pass (its input, the
   gradient that reached the input, the mode) and counts backward passes through it.
@@ -16,6 +17,8 @@ scores a test cell that writes to stderr as 0). So:
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import warnings
 from collections.abc import Iterator
@@ -45,6 +48,19 @@ def quiet(threads: int | None = 1) -> Iterator[None]:
         else:
             os.environ["LABSUPPORT_PROGRESS"] = previous_progress
         torch.set_num_threads(previous_threads)
+
+
+@contextmanager
+def silent(threads: int | None = 1) -> Iterator[io.StringIO]:
+    """:func:`quiet`, and everything the block writes to ``sys.stderr`` goes to the buffer it
+    yields instead of the cell's output.
+
+    nbgrader scores a test cell that writes to stderr as 0; a correct answer that draws its
+    own tqdm bar or prints a diagnostic to stderr must not lose its points for that.
+    """
+    buffer = io.StringIO()
+    with quiet(threads), contextlib.redirect_stderr(buffer):
+        yield buffer
 
 
 def tiny_cnn(num_classes: int = 2, *, seed: int = 0, width: int = 8,
