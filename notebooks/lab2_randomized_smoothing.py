@@ -126,6 +126,13 @@ print(f"profile {PROFILE} on {DEVICE}; {DATA}; sizes {SIZES}")
 #   takes a batch `(N, C, H, W)` and returns logits `(N, num_classes)`; its prediction is the
 #   arg-max. The models normalise inside, so add the noise to the raw image (and do not clip).
 # - Abstention is `Smooth.ABSTAIN` ($-1$); an abstaining `certify` returns radius `0.0`.
+#
+# **What you get, and what is yours.** The package hands you the base classifiers, the data
+# and the plumbing (progress bars, the training loop of the extension); `scipy` and
+# `statsmodels` give you the binomial test, the Clopper-Pearson interval and $\Phi^{-1}$.
+# Sampling, PREDICT, CERTIFY, certified accuracy and the denoiser objectives are yours. The
+# test cells use stub classifiers and reference computations from `labsupport.checks`; those
+# references refuse to run inside your functions, and the tests grade your code only.
 
 # %% nbgrader={"grade": false, "grade_id": "smooth_class", "locked": true, "schema_version": 3, "solution": false, "task": false}
 def add_to_class(cls):
@@ -168,9 +175,17 @@ class Smooth:
 # `_sample_noise(x, num, batch_size)` is SAMPLEUNDERNOISE: draw `num` noisy copies
 # $x + \varepsilon_i$, $\varepsilon_i \sim \mathcal{N}(0, \sigma^2 I)$ (fresh noise for every
 # copy), classify them with the base classifier **in batches of at most `batch_size`** on the
-# classifier's device (`self.device`), without gradients, and return the number of votes for
-# each class as a NumPy integer array of length `num_classes`. Hint: `torch.randn_like`,
-# `torch.bincount` (or `np.bincount`) with `minlength`.
+# classifier's device (`self.device`, so that it runs on a GPU), without gradients, and return
+# the number of votes for each class as a NumPy integer array of length `num_classes`. Hint:
+# `torch.randn_like`, `torch.bincount` (or `np.bincount`) with `minlength`.
+#
+# **Requirements**
+#
+# - Classify exactly `num` noisy copies of `x`, in batches of at most `batch_size`.
+# - Add Gaussian noise of mean 0 and standard deviation `sigma` to the raw image, without clipping the noisy copies to [0, 1] and without changing `x`.
+# - Draw fresh noise for every copy, so that no two copies share their noise.
+# - Classify the copies without gradients (under `torch.no_grad()`).
+# - Return the votes per class as a NumPy integer array of length `num_classes`.
 
 # %% nbgrader={"grade": false, "grade_id": "sample_noise", "locked": false, "schema_version": 3, "solution": true, "task": false}
 @add_to_class(Smooth)
@@ -185,60 +200,55 @@ def _sample_noise(self, x: torch.Tensor, num: int, batch_size: int) -> np.ndarra
     ### BEGIN SOLUTION
     x = x.to(self.device)
     counts = torch.zeros(self.num_classes, dtype=torch.long, device=self.device)
-    with torch.no_grad():
-        remaining = num
-        while remaining > 0:
-            this_batch_size = min(batch_size, remaining)
-            remaining -= this_batch_size
-            batch = x.unsqueeze(0).expand(this_batch_size, *x.shape)
-            noise = torch.randn_like(batch) * self.sigma
+    remaining = num
+    while remaining > 0:
+        this_batch_size = min(batch_size, remaining)
+        remaining -= this_batch_size
+        batch = x.unsqueeze(0).expand(this_batch_size, *x.shape)
+        noise = torch.randn_like(batch) * self.sigma
+        with torch.no_grad():
             predictions = self.base_classifier(batch + noise).argmax(dim=1)
-            counts += torch.bincount(predictions, minlength=self.num_classes)
+        counts += torch.bincount(predictions, minlength=self.num_classes)
     return counts.cpu().numpy()
     ### END SOLUTION
 
 
 # %% nbgrader={"grade": true, "grade_id": "test_sample_noise_visible", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
-"""Visible test: counts, batching, and noise of standard deviation sigma."""
-from labsupport.checks.smoothing import NoiseProbe, StubClassifier, noise_stats, tiny_image
+"""Visible test: counts, batching, and fresh noise of standard deviation sigma."""
+from labsupport.answers import assert_own
+from labsupport.checks.smoothing import NoiseProbe, check_samples, tiny_image
 
+assert_own(Smooth._sample_noise, "_sample_noise")
 torch.manual_seed(0)
 x = tiny_image()
-probe = NoiseProbe(num_classes=4, label=2)
+x_before = x.clone()
+probe = NoiseProbe(num_classes=4, label=2)  # always answers class 2, records its inputs
 counts = Smooth(probe, num_classes=4, sigma=0.25)._sample_noise(x, 200, 64)
-assert isinstance(counts, np.ndarray) and counts.shape == (4,), \
-    f"return a NumPy array of length num_classes; got {type(counts).__name__} {getattr(counts, 'shape', '')}"
-assert counts.tolist() == [0, 0, 200, 0], f"the probe always answers class 2; counts {counts.tolist()}"
-assert probe.queries == 200 and max(probe.batch_sizes) <= 64, \
-    f"draw exactly num samples in batches of at most batch_size; got batches {probe.batch_sizes}"
-stats = noise_stats(probe.noise(x))
-assert abs(stats["std"] - 0.25) < 0.01, f"the noise should have std sigma = 0.25; it has {stats['std']:.4f}"
-assert abs(stats["mean"]) < 0.01, f"the noise should have mean 0; it has {stats['mean']:.4f}"
+check_samples(probe, x, counts, num=200, batch_size=64, sigma=0.25)
+assert torch.equal(x, x_before), "_sample_noise must not modify x"
 print("sampling under noise: OK")
 
 # %% nbgrader={"grade": true, "grade_id": "test_sample_noise_hidden", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 # Hidden tests (run when your notebook is graded).
 ### BEGIN HIDDEN TESTS
+from labsupport.answers import assert_own
+from labsupport.checks.smoothing import NoiseProbe, StubClassifier, check_samples, tiny_image
+
+assert_own(Smooth._sample_noise, "_sample_noise")
 for sigma, num, bs in [(0.05, 257, 100), (0.5, 90, 7), (0.12, 64, 64)]:
     torch.manual_seed(1)
     x = tiny_image(seed=3)
     x_before = x.clone()
     probe = NoiseProbe(num_classes=3, label=1)
     counts = Smooth(probe, num_classes=3, sigma=sigma)._sample_noise(x, num, bs)
-    assert counts.tolist() == [0, num, 0], counts
-    assert probe.queries == num and max(probe.batch_sizes) <= bs, probe.batch_sizes
+    check_samples(probe, x, counts, num=num, batch_size=bs, sigma=sigma)
     assert torch.equal(x, x_before), "_sample_noise must not modify x"
-    stats = noise_stats(probe.noise(x))
-    assert abs(stats["std"] / sigma - 1) < 0.04, (sigma, stats)
-    assert abs(stats["mean"]) < 0.04 * sigma, (sigma, stats)
-    # fresh noise for every copy: the noise varies across samples, pixel by pixel
-    assert abs(stats["std_across_samples"] / sigma - 1) < 0.06, (sigma, stats)
 # counts are the base classifier's votes
 torch.manual_seed(2)
 stub = StubClassifier([0.2, 0.5, 0.3], seed=4)
 counts = Smooth(stub, num_classes=3, sigma=0.1)._sample_noise(tiny_image(), 300, 128)
 assert counts.tolist() == stub.counts().tolist(), (counts, stub.counts())
-assert np.issubdtype(np.asarray(counts).dtype, np.integer)
+assert isinstance(counts, np.ndarray) and np.issubdtype(counts.dtype, np.integer)
 ### END HIDDEN TESTS
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "predict_intro", "locked": true, "schema_version": 3, "solution": false, "task": false}
@@ -249,6 +259,13 @@ assert np.issubdtype(np.asarray(counts).dtype, np.integer)
 # (`scipy.stats.binomtest(nA, nA + nB, p=0.5).pvalue <= alpha`); otherwise it abstains. Then
 # the probability that it returns a class other than $g(x)$ is at most $\alpha$
 # (Cohen et al., Prop. 1). Put the base classifier in eval mode first.
+#
+# **Requirements**
+#
+# - Put the base classifier in eval mode before sampling.
+# - Draw `n` noisy samples and take the two most-voted classes, `cA` (the top one) and `cB`.
+# - Return `cA` only when the two-sided binomial test of `nA` successes in `nA + nB` trials at p = 0.5 has a p-value of at most `alpha`.
+# - Otherwise return `Smooth.ABSTAIN`.
 
 # %% nbgrader={"grade": false, "grade_id": "predict", "locked": false, "schema_version": 3, "solution": true, "task": false}
 @add_to_class(Smooth)
@@ -274,35 +291,49 @@ def predict(self, x: torch.Tensor, n: int, alpha: float, batch_size: int) -> int
 
 
 # %% nbgrader={"grade": true, "grade_id": "test_predict_visible", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
-"""Visible test: a clear winner is predicted; a tie abstains."""
-from labsupport.checks.smoothing import check_prediction
+"""Visible test: a clear winner is predicted; a tie, or a close race, abstains."""
+from labsupport.answers import assert_own
+from labsupport.checks.smoothing import StubClassifier, check_prediction, stub_sampling, tiny_image
 
-torch.manual_seed(0)
-stub = StubClassifier([0.1, 0.8, 0.1, 0.0], seed=0)
-prediction = Smooth(stub, num_classes=4, sigma=0.25).predict(tiny_image(), n=100, alpha=0.001, batch_size=32)
-check_prediction(stub, prediction, n=100, alpha=0.001)
-assert prediction == 1
-stub = StubClassifier([0.5, 0.0, 0.5, 0.0], seed=0)
-prediction = Smooth(stub, num_classes=4, sigma=0.25).predict(tiny_image(), n=100, alpha=0.001, batch_size=32)
-check_prediction(stub, prediction, n=100, alpha=0.001)
-assert prediction == Smooth.ABSTAIN
+assert_own(Smooth.predict, "predict")
+# (class probabilities of the stub under noise, n, alpha, the answer these votes call for)
+cases = [([0.1, 0.8, 0.1, 0.0], 100, 0.001, 1),  # a clear winner
+         ([0.5, 0.0, 0.5, 0.0], 100, 0.001, Smooth.ABSTAIN),  # a tie
+         ([0.3, 0.3, 0.2, 0.2], 400, 0.01, Smooth.ABSTAIN),  # cA barely ahead of cB
+         ([0.4, 0.6], 100, 0.05, Smooth.ABSTAIN)]  # votes 41 / 59: two-sided p-value 0.089
+# stub_sampling: within the block, _sample_noise counts the stub's votes (graded apart from
+# your _sample_noise, which has its own tests).
+with stub_sampling(Smooth):
+    for probs, n_, alpha_, answer in cases:
+        torch.manual_seed(0)
+        stub = StubClassifier(probs, seed=0)  # votes drawn from probs; records them
+        prediction = Smooth(stub, num_classes=len(probs), sigma=0.25).predict(tiny_image(), n=n_, alpha=alpha_, batch_size=32)
+        check_prediction(stub, prediction, n=n_, alpha=alpha_)
+        assert prediction == answer, (probs, prediction)
 print("predict: OK")
 
 # %% nbgrader={"grade": true, "grade_id": "test_predict_hidden", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 # Hidden tests (run when your notebook is graded).
 ### BEGIN HIDDEN TESTS
+from labsupport.answers import assert_own
+from labsupport.checks.smoothing import StubClassifier, check_prediction, stub_sampling, tiny_image
+
+assert_own(Smooth.predict, "predict")
 cases = [([0.3, 0.7], 60, 0.05), ([0.4, 0.6], 200, 0.001), ([0.45, 0.1, 0.45], 500, 0.01),
-         ([0.05, 0.05, 0.9], 20, 0.001), ([0.35, 0.65], 120, 0.001), ([0.0, 1.0], 9, 0.01)]
+         ([0.05, 0.05, 0.9], 20, 0.001), ([0.35, 0.65], 120, 0.001), ([0.0, 1.0], 9, 0.01),
+         ([0.25, 0.35, 0.3, 0.1], 300, 0.05), ([0.42, 0.58], 100, 0.05),
+         ([0.4, 0.6], 120, 0.01), ([0.2, 0.2, 0.2, 0.4], 50, 0.01)]
 decided = abstained = 0
-for seed_ in range(3):
-    for probs, n_, alpha_ in cases:
-        torch.manual_seed(seed_)
-        stub = StubClassifier(probs, seed=seed_)
-        prediction = Smooth(stub, num_classes=len(probs), sigma=0.3).predict(tiny_image(), n_, alpha_, 16)
-        check_prediction(stub, prediction, n=n_, alpha=alpha_)
-        assert isinstance(prediction, (int, np.integer))
-        decided += prediction != Smooth.ABSTAIN
-        abstained += prediction == Smooth.ABSTAIN
+with stub_sampling(Smooth):
+    for seed_ in range(3):
+        for probs, n_, alpha_ in cases:
+            torch.manual_seed(seed_)
+            stub = StubClassifier(probs, seed=seed_)
+            prediction = Smooth(stub, num_classes=len(probs), sigma=0.3).predict(tiny_image(), n_, alpha_, 16)
+            check_prediction(stub, prediction, n=n_, alpha=alpha_)
+            assert isinstance(prediction, (int, np.integer))
+            decided += prediction != Smooth.ABSTAIN
+            abstained += prediction == Smooth.ABSTAIN
 assert decided and abstained
 ### END HIDDEN TESTS
 
@@ -319,6 +350,14 @@ assert decided and abstained
 # If $\underline{p_A} > \tfrac12$, return $\hat c_A$ and the radius
 # $R = \sigma\, \Phi^{-1}(\underline{p_A})$ (`scipy.stats.norm.ppf`); otherwise abstain with
 # radius `0.0`. With probability at least $1 - \alpha$ a returned certificate is correct.
+#
+# **Requirements**
+#
+# - Put the base classifier in eval mode before sampling.
+# - Select `cA` as the top class of `n0` selection samples, then count its votes `nA` in `n` fresh estimation samples (never reuse the selection samples).
+# - Bound `pA` from below with the one-sided `(1 - alpha)` Clopper-Pearson bound on `nA` successes in `n` trials, computed by `_lower_confidence_bound`.
+# - Abstain, returning `(Smooth.ABSTAIN, 0.0)`, when that lower bound is at most 1/2.
+# - Otherwise return `cA` and the radius `sigma * norm.ppf(pA_lower)`, where `pA_lower` is that lower bound.
 
 # %% nbgrader={"grade": false, "grade_id": "certify", "locked": false, "schema_version": 3, "solution": true, "task": false}
 @add_to_class(Smooth)
@@ -368,35 +407,59 @@ def certify(self, x: torch.Tensor, n0: int, n: int, alpha: float, batch_size: in
 
 
 # %% nbgrader={"grade": true, "grade_id": "test_certify_visible", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
-"""Visible test: fresh samples, the one-sided Clopper-Pearson bound, the radius."""
-from labsupport.checks.smoothing import check_certificate
+"""Visible test: fresh samples, the one-sided Clopper-Pearson bound, the radius, abstention."""
+from labsupport.answers import assert_own
+from labsupport.checks.smoothing import StubClassifier, check_certificate, stub_sampling, tiny_image
 
-torch.manual_seed(0)
-stub = StubClassifier([0.05, 0.9, 0.05, 0.0], seed=1)
-smooth = Smooth(stub, num_classes=4, sigma=0.25)
-certificate = smooth.certify(tiny_image(), n0=20, n=500, alpha=0.001, batch_size=128)
-check_certificate(stub, certificate, n0=20, n=500, sigma=0.25, alpha=0.001)
-assert certificate[0] == 1 and certificate[1] > 0
-print(f"certify: OK (class {certificate[0]}, radius {certificate[1]:.4f})")
+assert_own(Smooth.certify, "certify")
+assert_own(Smooth._lower_confidence_bound, "_lower_confidence_bound")
+with stub_sampling(Smooth):  # _sample_noise counts the stub's votes (as for predict)
+    torch.manual_seed(0)
+    stub = StubClassifier([0.05, 0.9, 0.05, 0.0], seed=1)
+    certificate = Smooth(stub, num_classes=4, sigma=0.25).certify(tiny_image(), n0=20, n=500, alpha=0.001, batch_size=128)
+    check_certificate(stub, certificate, n0=20, n=500, sigma=0.25, alpha=0.001)
+    assert certificate[0] == 1 and certificate[1] > 0
+    print(f"certify: class {certificate[0]}, radius {certificate[1]:.4f}")
+    # cA wins 54 of the 100 estimation samples, but the lower bound on pA is below 1/2: abstain.
+    stub = StubClassifier([0.45, 0.55], seed=0)
+    certificate = Smooth(stub, num_classes=2, sigma=0.25).certify(tiny_image(), n0=16, n=100, alpha=0.001, batch_size=64)
+    check_certificate(stub, certificate, n0=16, n=100, sigma=0.25, alpha=0.001)
+    assert certificate == (Smooth.ABSTAIN, 0.0), certificate
+# The helper: the one-sided (1 - alpha) Clopper-Pearson lower bound.
+from labsupport.checks.smoothing import clopper_pearson_lower
+
+bound = Smooth(stub, num_classes=2, sigma=0.25)._lower_confidence_bound(990, 1000, 0.01)
+assert abs(bound - clopper_pearson_lower(990, 1000, 0.01)) < 1e-12, bound
+print("certify: OK")
 
 # %% nbgrader={"grade": true, "grade_id": "test_certify_hidden", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
 # Hidden tests (run when your notebook is graded).
 ### BEGIN HIDDEN TESTS
-from labsupport.checks.smoothing import clopper_pearson_lower
+from labsupport.answers import assert_own
+from labsupport.checks.smoothing import (
+    StubClassifier,
+    check_certificate,
+    clopper_pearson_lower,
+    stub_sampling,
+    tiny_image,
+)
 
+assert_own(Smooth.certify, "certify")
+assert_own(Smooth._lower_confidence_bound, "_lower_confidence_bound")
 cases = [([0.02, 0.98], 0.5, 10, 1000, 0.001, 64), ([0.1, 0.15, 0.75], 0.12, 30, 300, 0.01, 7),
          ([0.45, 0.55], 0.25, 16, 100, 0.001, 50), ([0.0, 0.0, 1.0], 0.2, 5, 50, 0.001, 50),
-         ([0.5, 0.5], 0.3, 40, 400, 0.05, 400), ([0.3, 0.7], 1.5, 8, 2000, 0.0001, 333)]
+         ([0.5, 0.5], 0.3, 40, 400, 0.05, 400), ([0.3, 0.7], 1.5, 8, 2000, 0.0001, 333),
+         ([0.4, 0.6], 0.1, 12, 60, 0.01, 25), ([0.2, 0.1, 0.7], 0.75, 50, 150, 0.05, 1000)]
 certified = abstained = 0
-for seed_ in range(2):
-    for probs, sigma, n0_, n_, alpha_, bs in cases:
-        torch.manual_seed(seed_)
-        stub = StubClassifier(probs, seed=seed_ + 10)
-        certificate = Smooth(stub, num_classes=len(probs), sigma=sigma).certify(tiny_image(), n0_, n_, alpha_, bs)
-        check_certificate(stub, certificate, n0=n0_, n=n_, sigma=sigma, alpha=alpha_)
-        assert max(stub.batch_sizes) <= bs
-        certified += certificate[0] != Smooth.ABSTAIN
-        abstained += certificate[0] == Smooth.ABSTAIN
+with stub_sampling(Smooth):
+    for seed_ in range(2):
+        for probs, sigma, n0_, n_, alpha_, bs in cases:
+            torch.manual_seed(seed_)
+            stub = StubClassifier(probs, seed=seed_ + 10)
+            certificate = Smooth(stub, num_classes=len(probs), sigma=sigma).certify(tiny_image(), n0_, n_, alpha_, bs)
+            check_certificate(stub, certificate, n0=n0_, n=n_, sigma=sigma, alpha=alpha_)
+            certified += certificate[0] != Smooth.ABSTAIN
+            abstained += certificate[0] == Smooth.ABSTAIN
 assert certified and abstained
 helper = Smooth(StubClassifier([1.0]), num_classes=1, sigma=1.0)
 for k, n_, alpha_ in [(0, 10, 0.001), (10, 10, 0.001), (990, 1000, 0.01), (51, 100, 0.05)]:
@@ -447,6 +510,13 @@ for sigma, model in BASE.items():
 # Sec. 4): an abstention or a wrong class never counts. Write `certified_accuracy`, which
 # takes the per-image predictions, true labels and radii (NumPy arrays) and a sequence of
 # radii, and returns a NumPy float array with the certified accuracy at each of them.
+#
+# **Requirements**
+#
+# - Count an image at radius `r` only if its prediction equals its label, so that an abstention or a wrong class never counts.
+# - Count it only if its certified radius is at least `r` (`radius >= r`).
+# - Divide by the number of all images, abstentions included.
+# - Return a NumPy float array with one value per radius in `at_radii`.
 
 # %% nbgrader={"grade": false, "grade_id": "certified_accuracy", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def certified_accuracy(predictions: np.ndarray, labels: np.ndarray, radii: np.ndarray,
@@ -461,26 +531,36 @@ def certified_accuracy(predictions: np.ndarray, labels: np.ndarray, radii: np.nd
 
 # %% nbgrader={"grade": true, "grade_id": "test_certified_accuracy_visible", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
 """Visible test: a hand-made example (an abstention, a wrong class with a large radius)."""
+from labsupport.answers import assert_own
+
+assert_own(certified_accuracy, "certified_accuracy")
 predictions = np.array([0, 1, -1, 2, 3])
 labels = np.array([0, 1, 1, 2, 0])
 radii = np.array([0.5, 0.25, 0.0, 0.1, 0.9])
 result = certified_accuracy(predictions, labels, radii, [0.0, 0.1, 0.25, 0.5, 1.0])
+assert isinstance(result, np.ndarray) and result.dtype.kind == "f" and result.shape == (5,), \
+    f"return a NumPy float array with one value per radius; got {result!r}"
 assert np.allclose(result, [0.6, 0.6, 0.4, 0.2, 0.0]), result
 print("certified accuracy: OK")
 
 # %% nbgrader={"grade": true, "grade_id": "test_certified_accuracy_hidden", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
 # Hidden tests (run when your notebook is graded).
 ### BEGIN HIDDEN TESTS
+from labsupport.answers import assert_own
+
+assert_own(certified_accuracy, "certified_accuracy")
 rng = np.random.default_rng(0)
 labels = rng.integers(0, 4, 200)
 predictions = np.where(rng.random(200) < 0.7, labels, rng.integers(-1, 4, 200))
-radii = np.where(predictions == -1, 0.0, rng.random(200))
+radii = np.where(predictions == -1, 0.0, rng.random(200).round(1))  # ties with the grid
 grid = np.linspace(0, 1.2, 13)
-result = np.asarray(certified_accuracy(predictions, labels, radii, grid))
+result = certified_accuracy(predictions, labels, radii, grid)
 expected = [sum(p == y and r >= t for p, y, r in zip(predictions, labels, radii, strict=True)) / 200 for t in grid]
-assert result.shape == (13,) and np.allclose(result, expected), (result, expected)
+assert isinstance(result, np.ndarray) and result.dtype.kind == "f" and result.shape == (13,), result
+assert np.allclose(result, expected), (result, expected)
 assert np.all(np.diff(result) <= 0)
 assert np.allclose(certified_accuracy(np.array([2]), np.array([2]), np.array([0.3]), [0.3, 0.31]), [1.0, 0.0])
+assert np.allclose(certified_accuracy(np.array([-1, -1, 1]), np.array([0, 1, 1]), np.array([0.0, 0.0, 0.2]), (0.0, 0.2)), [1 / 3, 1 / 3])
 ### END HIDDEN TESTS
 
 # %% nbgrader={"grade": false, "grade_id": "plot_sigmas", "locked": true, "schema_version": 3, "solution": false, "task": false}
@@ -591,6 +671,12 @@ print(f"no-noise classifier: clean test accuracy {CLEAN.asset_meta['test_accurac
 # to the batch `x` (on `x`'s device), denoises it, and returns the mean squared error to the
 # clean batch, averaged over all pixels (`F.mse_loss`), as a scalar tensor that can be
 # back-propagated into the denoiser.
+#
+# **Requirements**
+#
+# - Add fresh Gaussian noise of standard deviation `sigma` to a copy of the batch `x`, leaving `x` unchanged.
+# - Compute the mean squared error between the denoised noisy batch and the clean batch `x`, averaged over all pixels (`F.mse_loss`).
+# - Return it as a scalar tensor whose gradient reaches the denoiser's parameters.
 
 # %% nbgrader={"grade": false, "grade_id": "mse_objective", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def mse_objective(denoiser: nn.Module, x: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -603,13 +689,17 @@ def mse_objective(denoiser: nn.Module, x: torch.Tensor, sigma: float) -> torch.T
 
 # %% nbgrader={"grade": true, "grade_id": "test_mse_objective_visible", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
 """Visible test: the loss is the MSE between the denoised noisy batch and the clean batch."""
-from labsupport.checks.smoothing import RecordingDenoiser, TinyClassifier, tiny_batch
+from labsupport.answers import assert_own
+from labsupport.checks.smoothing import RecordingDenoiser, noise_stats, tiny_batch
 
+assert_own(mse_objective, "mse_objective")
 torch.manual_seed(0)
 x = tiny_batch(64)
-denoiser = RecordingDenoiser()
+denoiser = RecordingDenoiser()  # records its inputs
 loss = mse_objective(denoiser, x, 0.25)
-assert isinstance(loss, torch.Tensor) and loss.dim() == 0, "return a scalar tensor"
+assert isinstance(loss, torch.Tensor) and loss.dim() == 0, f"return a scalar tensor; got {loss!r}"
+assert torch.equal(x, tiny_batch(64)), "mse_objective must not modify x"
+assert denoiser.inputs, "denoise the noisy batch: denoiser(x + noise)"
 noisy = denoiser.inputs[-1]
 assert noisy.shape == x.shape
 assert abs(noise_stats(noisy - x)["std"] - 0.25) < 0.01, "add Gaussian noise of std sigma"
@@ -621,15 +711,24 @@ print("MSE objective: OK")
 # %% nbgrader={"grade": true, "grade_id": "test_mse_objective_hidden", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
 # Hidden tests (run when your notebook is graded).
 ### BEGIN HIDDEN TESTS
+from labsupport.answers import assert_own
+from labsupport.checks.smoothing import RecordingDenoiser, noise_stats, tiny_batch
+
+assert_own(mse_objective, "mse_objective")
 for sigma in (0.05, 0.5):
     torch.manual_seed(3)
     x = tiny_batch(48, seed=5)
     denoiser = RecordingDenoiser(seed=2)
     loss = mse_objective(denoiser, x, sigma)
+    assert isinstance(loss, torch.Tensor) and loss.dim() == 0, "return a scalar tensor"
+    assert denoiser.inputs, "denoise the noisy batch"
     noisy = denoiser.inputs[-1]
-    assert abs(noise_stats(noisy - x)["std"] / sigma - 1) < 0.04
-    assert torch.allclose(loss, ((denoiser(noisy) - x) ** 2).mean(), rtol=1e-5)
-    assert torch.equal(x, tiny_batch(48, seed=5))
+    assert abs(noise_stats(noisy - x)["std"] / sigma - 1) < 0.04, "noise of std sigma"
+    assert abs(noise_stats(noisy - x)["std_across_samples"] / sigma - 1) < 0.06, "fresh noise"
+    assert torch.allclose(loss, ((denoiser(noisy) - x) ** 2).mean(), rtol=1e-5), "the mean squared error to x"
+    assert torch.equal(x, tiny_batch(48, seed=5)), "x must not change"
+    loss.backward()
+    assert denoiser.mix.weight.grad is not None and denoiser.mix.weight.grad.abs().sum() > 0
 ### END HIDDEN TESTS
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "stability_objective_intro", "locked": true, "schema_version": 3, "solution": false, "task": false}
@@ -639,6 +738,12 @@ for sigma in (0.05, 0.5):
 # predicted classes on the **clean** batch (computed without gradients); the loss is the
 # cross-entropy (`F.cross_entropy`, mean over the batch) between the classifier's logits on
 # the denoised noisy batch and those targets. Gradients must reach the denoiser.
+#
+# **Requirements**
+#
+# - Take as targets the classifier's predicted classes (the arg-max of its logits) on the clean batch `x`.
+# - Add fresh Gaussian noise of standard deviation `sigma` to a copy of the batch `x`.
+# - Return the mean cross-entropy between the classifier's logits on the denoised noisy batch and those targets, as a scalar tensor whose gradient reaches the denoiser.
 
 # %% nbgrader={"grade": false, "grade_id": "stability_objective", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def stability_objective(denoiser: nn.Module, classifier: nn.Module, x: torch.Tensor,
@@ -654,11 +759,16 @@ def stability_objective(denoiser: nn.Module, classifier: nn.Module, x: torch.Ten
 
 # %% nbgrader={"grade": true, "grade_id": "test_stability_objective_visible", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
 """Visible test: cross-entropy against the classifier's own clean predictions."""
+from labsupport.answers import assert_own
+from labsupport.checks.smoothing import RecordingDenoiser, TinyClassifier, noise_stats, tiny_batch
+
+assert_own(stability_objective, "stability_objective")
 torch.manual_seed(0)
 x = tiny_batch(64)
 denoiser, classifier = RecordingDenoiser(), TinyClassifier()
 loss = stability_objective(denoiser, classifier, x, 0.25)
-assert isinstance(loss, torch.Tensor) and loss.dim() == 0, "return a scalar tensor"
+assert isinstance(loss, torch.Tensor) and loss.dim() == 0, f"return a scalar tensor; got {loss!r}"
+assert denoiser.inputs, "the classifier must see the denoised noisy batch: denoiser(x + noise)"
 noisy = denoiser.inputs[-1]
 assert abs(noise_stats(noisy - x)["std"] - 0.25) < 0.01, "add Gaussian noise of std sigma"
 expected = F.cross_entropy(classifier(denoiser(noisy)), classifier(x).argmax(dim=1))
@@ -670,13 +780,20 @@ print("stability objective: OK")
 # %% nbgrader={"grade": true, "grade_id": "test_stability_objective_hidden", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 # Hidden tests (run when your notebook is graded).
 ### BEGIN HIDDEN TESTS
+from labsupport.answers import assert_own
+from labsupport.checks.smoothing import RecordingDenoiser, TinyClassifier, noise_stats, tiny_batch
+
+assert_own(stability_objective, "stability_objective")
 for sigma in (0.1, 0.4):
     torch.manual_seed(7)
     x = tiny_batch(40, seed=9)
     denoiser, classifier = RecordingDenoiser(seed=3), TinyClassifier(seed=4)
     loss = stability_objective(denoiser, classifier, x, sigma)
+    assert isinstance(loss, torch.Tensor) and loss.dim() == 0, "return a scalar tensor"
+    assert denoiser.inputs, "the classifier must see the denoised noisy batch"
     noisy = denoiser.inputs[-1]
-    assert abs(noise_stats(noisy - x)["std"] / sigma - 1) < 0.04
+    assert abs(noise_stats(noisy - x)["std"] / sigma - 1) < 0.04, "noise of std sigma"
+    assert torch.equal(x, tiny_batch(40, seed=9)), "x must not change"
     targets = classifier(x).argmax(dim=1)
     expected = F.cross_entropy(classifier(denoiser(noisy)), targets)
     assert torch.allclose(loss, expected, rtol=1e-5), (loss, expected)
