@@ -33,15 +33,29 @@ def is_cell_code(code: Any) -> bool:
     return bool(CELL_FILE.search(getattr(code, "co_filename", "") or ""))
 
 
+#: Code objects Python (before 3.12) makes for a comprehension and runs at once, inside the
+#: frame that defines it: they are that frame's code, not a function of their own (a
+#: comprehension at a test cell's top level is top-level code).
+INLINE_SCOPES = frozenset({"<listcomp>", "<setcomp>", "<dictcomp>"})
+
+
 def _student_frame() -> str | None:
-    """The name of the innermost notebook-defined function on the stack, if any."""
+    """The name of a notebook-defined function on the stack, if any: the innermost one with
+    a name (a ``def``), else the innermost lambda or generator expression.
+
+    A generator expression counts as a function: its frame's caller is whoever consumes it,
+    not the code that defined it, so a test cell must not call a withheld function inside
+    one (a loop or a list comprehension is fine)."""
     frame = sys._getframe(2)
+    found = None
     while frame is not None:
         code = frame.f_code
-        if code.co_name != "<module>" and is_cell_code(code):
-            return code.co_name
+        if code.co_name not in ("<module>", *INLINE_SCOPES) and is_cell_code(code):
+            if not code.co_name.startswith("<"):
+                return code.co_name
+            found = found or code.co_name
         frame = frame.f_back
-    return None
+    return found
 
 
 def withheld(task: str) -> Callable[[F], F]:
