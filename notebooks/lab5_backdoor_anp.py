@@ -357,9 +357,10 @@ with fx.silent():
     one = stamp(x[:1], t)
     wide = stamp(x.double(), fx.soft_trigger(alpha=0.4, seed=5))
     half = stamp(x.half(), fx.soft_trigger(alpha=0.4, seed=5))
-assert torch.equal(out[:, :, -3:, -3:], t.pattern[:, -3:, -3:].expand(5, -1, -1, -1))
-assert torch.equal(out[:, :, :-3], x[:, :, :-3])
-assert torch.equal(transparent, x) and one.shape == (1, *fx.IMAGE_SHAPE)
+fx.assert_close(out[:, :, -3:, -3:], t.pattern[:, -3:, -3:].expand(5, -1, -1, -1), what="the patch")
+fx.assert_close(out[:, :, :-3], x[:, :, :-3], what="outside the patch")
+fx.assert_close(transparent, x, what="alpha 0")
+assert one.shape == (1, *fx.IMAGE_SHAPE)
 assert wide.dtype == torch.float64 and half.dtype == torch.float16
 fx.assert_close(half, wide, what="float16", atol=2e-3)
 assert torch.equal(x, x_before)

@@ -370,3 +370,39 @@ BUGS: dict[str, tuple[str, str, str]] = {
         "            layers[name].bias[pruned_here] = 0\n",
     ),
 }
+
+#: Answers that only call (or alias) the package's own implementation of a task. The
+#: package's versions refuse to run inside a function defined in the notebook, and the test
+#: cells check that each graded name is a notebook function (``assert_own``), so each scores 0.
+#: (clean_label and the ANP tasks have no package implementation to wrap: the package's
+#: ``pgd`` is a building block the task asks for, and ``fx.perturbed_copy``, also withheld,
+#: has no gradients.)
+WRAPPERS: dict[str, str] = {
+    "triggers": """
+def make_bottom_right_trigger(image_shape=(3, 32, 32), size=3):
+    return bd.bottom_right_trigger(size=size, image_shape=tuple(image_shape))
+
+
+def make_four_corner_trigger(image_shape=(3, 32, 32), size=3):
+    return bd.four_corner_trigger(size=size, image_shape=tuple(image_shape))
+
+
+make_gaussian_trigger = lambda image_shape=(3, 32, 32), *, seed=0, alpha=0.2: (
+    bd.gaussian_noise_trigger(seed=seed, image_shape=tuple(image_shape), alpha=alpha))
+""",
+    "stamp": """
+stamp = bd.stamp
+""",
+    "poison_dataset": """
+def poison_dataset(x, y, trigger, *, target, rate, eligible="non-target", relabel=True,
+                   transform=None, seed=0):
+    data = bd.poison_dataset(x, y, trigger, target=target, rate=rate, eligible=eligible,
+                             relabel=relabel, transform=transform, seed=seed)
+    return data.x, data.y, data.indices
+""",
+    "attack_success": """
+import functools
+
+attack_success_rate = functools.partial(bd.attack_success_rate)
+""",
+}
