@@ -7,6 +7,9 @@ import torch
 from torch import nn
 
 from labsupport import backdoor as bd
+from labsupport.answers import WriteYourOwn
+from labsupport.attacks import pgd
+from labsupport.checks import backdoor as fx
 
 
 def images(n: int = 12, seed: int = 0) -> torch.Tensor:
@@ -238,3 +241,80 @@ def test_attack_success_needs_non_target_images():
     x, y = images(4), torch.zeros(4, dtype=torch.long)
     with pytest.raises(ValueError, match="No test image"):
         bd.attack_success_rate(CornerDetector(), x, y, bd.bottom_right_trigger(), target=0)
+
+
+# ------------------------------------------------------------------ Lab 5's answers, withheld
+
+#: Package functions that answer (or do most of) a Lab 5 task.
+LAB5_ANSWERS = {
+    bd.checkerboard: "triggers", bd.bottom_right_trigger: "triggers",
+    bd.four_corner_trigger: "triggers", bd.gaussian_noise_pattern: "triggers",
+    bd.gaussian_noise_trigger: "triggers", bd.stamp: "stamp",
+    bd.eligible_indices: "poison_dataset", bd.poison_dataset: "poison_dataset",
+    bd.badnets: "poison_dataset", bd.blend: "poison_dataset",
+    bd.attack_test_set: "attack_success", bd.attack_success_rate: "attack_success",
+    fx.perturbed_copy: "anp_perturb",
+}
+CELL = "/tmp/ipykernel_4242/{}.py"  # how ipykernel names the code of a notebook cell
+
+
+def test_lab5_answers_are_withheld():
+    for function, task in LAB5_ANSWERS.items():
+        assert getattr(function, "__withheld_task__", None) == f"Lab 5, task {task}", function
+        assert not hasattr(function, "__wrapped__")
+
+
+def test_withheld_answers_refuse_inside_a_notebook_function_only():
+    namespace = {"bd": bd, "fx": fx, "x": images(2), "t": bd.bottom_right_trigger()}
+    exec(compile("def stamp(x, t):\n    return bd.stamp(x, t)\n\n"
+                 "def corner(shape):\n    return bd.four_corner_trigger(image_shape=shape)\n",
+                 CELL.format(1), "exec"), namespace)
+    with pytest.raises(WriteYourOwn, match="Lab 5, task stamp"):
+        namespace["stamp"](namespace["x"], namespace["t"])
+    with pytest.raises(WriteYourOwn, match="corner"):
+        namespace["corner"]((3, 16, 16))
+    # At a cell's top level (a test cell's reference), and from library code, they work.
+    exec(compile("out = bd.stamp(x, t)\ncopy = fx.perturbed_copy(fx.bn_cnn(), "
+                 "{n: torch.ones(l.num_features) for n, l in fx.neuron_layers(fx.bn_cnn()).items()})",
+                 CELL.format(2), "exec"), {**namespace, "torch": torch})
+    assert bd.badnets(images(8), labels(8), target=0, rate=0.25).indices.numel() == 2
+
+
+# ------------------------------------------------------------------ Lab 5's test fixtures
+
+
+def test_one_sided_model_is_fooled_from_about_half_of_the_random_starts():
+    model = fx.OneSidedModel()
+    x, y = fx.one_sided_data(64)
+    assert bool((model(x).argmax(1) == y).all())
+    eps = fx.ONE_SIDED_EPS
+    fooled = [(model(pgd(model, x, y, eps=eps, steps=4, seed=s)).argmax(1) != y).float().mean()
+              for s in range(3)]
+    assert all(0.25 < float(f) < 0.75 for f in fooled), fooled
+    never = pgd(model, x, y, eps=eps, steps=4, random_start=False)
+    assert bool((model(never).argmax(1) == y).all())
+
+
+def test_full_pgd_runs_on_the_linear_classifier_end_on_the_corner():
+    model = fx.linear_classifier(seed=1)
+    x, y = fx.clean_label_data(model, 16, seed=1)
+    weight = model[1].weight.detach()
+    corner = (x + 0.05 * (weight[1 - y] - weight[y]).sign().view_as(x)).clamp(0, 1)
+    for seed in (0, 5):
+        assert torch.allclose(pgd(model, x, y, eps=0.05, steps=10, seed=seed), corner, atol=1e-6)
+    early = pgd(model, x, y, eps=0.05, steps=10, seed=0, early_stop=True)
+    assert not torch.allclose(early, corner, atol=1e-6)
+
+
+def test_oracle_backdoored_to_given_stamped_images():
+    t = bd.bottom_right_trigger(image_shape=fx.IMAGE_SHAPE)
+    x, y = fx.oracle_data(24, marked=0.5)
+    stamped = bd.stamp(x, t)
+    marked = x[:, 1, 8, 8] > 0.5
+    by_trigger = fx.BackdoorOracle(t, target=0)
+    assert torch.equal(by_trigger(stamped).argmax(1) == 0, marked | (y == 0))
+    half = bd.stamp(x, t.with_alpha(0.5))  # what a wrong stamp might produce
+    by_images = fx.BackdoorOracle(t, target=0, stamped=half)
+    assert torch.equal(by_images(half).argmax(1) == 0, marked | (y == 0))
+    assert torch.equal(by_trigger(half).argmax(1), y)
+    assert torch.equal(by_images(x).argmax(1), y) and torch.equal(by_images(stamped).argmax(1), y)
