@@ -175,7 +175,7 @@ fx.check_standard_train(trace, epochs=3)
 
 # It learns: a tiny CNN fits the robustness fixture.
 model, loader, optimizer = fx.robustness_setup()
-with fx.quiet():
+with fx.silent():
     standard_train(model, loader, optimizer, epochs=8)
 accuracy, _ = fx.pgd_success(model)
 assert accuracy > 0.95, f"benign accuracy after standard training is only {accuracy:.2f}"
@@ -274,7 +274,7 @@ with fx.quiet():
     fx.train_standard_reference(model, loader, optimizer, epochs=8)
 _, standard_success = fx.pgd_success(model)
 model, loader, optimizer = fx.robustness_setup()
-with fx.quiet():
+with fx.silent():
     free_adv_train(model, loader, optimizer, epochs=8, eps=fx.EPS, m=4)
 accuracy, free_success = fx.pgd_success(model)
 assert accuracy > 0.7, f"benign accuracy after free AT is only {accuracy:.2f}"

@@ -216,6 +216,7 @@ def _sample_noise(self, x: torch.Tensor, num: int, batch_size: int) -> np.ndarra
 # %% nbgrader={"grade": true, "grade_id": "test_sample_noise_visible", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
 """Visible test: counts, batching, and fresh noise of standard deviation sigma."""
 from labsupport.answers import assert_own
+from labsupport.checks.common import silent
 from labsupport.checks.smoothing import NoiseProbe, check_samples, tiny_image
 
 assert_own(Smooth._sample_noise, "_sample_noise")
@@ -223,7 +224,8 @@ torch.manual_seed(0)
 x = tiny_image()
 x_before = x.clone()
 probe = NoiseProbe(num_classes=4, label=2)  # always answers class 2, records its inputs
-counts = Smooth(probe, num_classes=4, sigma=0.25)._sample_noise(x, 200, 64)
+with silent():  # (your own progress bar or prints stay out of this cell's output)
+    counts = Smooth(probe, num_classes=4, sigma=0.25)._sample_noise(x, 200, 64)
 check_samples(probe, x, counts, num=200, batch_size=64, sigma=0.25)
 assert torch.equal(x, x_before), "_sample_noise must not modify x"
 print("sampling under noise: OK")
@@ -232,6 +234,7 @@ print("sampling under noise: OK")
 # Hidden tests (run when your notebook is graded).
 ### BEGIN HIDDEN TESTS
 from labsupport.answers import assert_own
+from labsupport.checks.common import silent
 from labsupport.checks.smoothing import NoiseProbe, StubClassifier, check_samples, tiny_image
 
 assert_own(Smooth._sample_noise, "_sample_noise")
@@ -240,13 +243,15 @@ for sigma, num, bs in [(0.05, 257, 100), (0.5, 90, 7), (0.12, 64, 64)]:
     x = tiny_image(seed=3)
     x_before = x.clone()
     probe = NoiseProbe(num_classes=3, label=1)
-    counts = Smooth(probe, num_classes=3, sigma=sigma)._sample_noise(x, num, bs)
+    with silent():
+        counts = Smooth(probe, num_classes=3, sigma=sigma)._sample_noise(x, num, bs)
     check_samples(probe, x, counts, num=num, batch_size=bs, sigma=sigma)
     assert torch.equal(x, x_before), "_sample_noise must not modify x"
 # counts are the base classifier's votes
 torch.manual_seed(2)
 stub = StubClassifier([0.2, 0.5, 0.3], seed=4)
-counts = Smooth(stub, num_classes=3, sigma=0.1)._sample_noise(tiny_image(), 300, 128)
+with silent():
+    counts = Smooth(stub, num_classes=3, sigma=0.1)._sample_noise(tiny_image(), 300, 128)
 assert counts.tolist() == stub.counts().tolist(), (counts, stub.counts())
 assert isinstance(counts, np.ndarray) and np.issubdtype(counts.dtype, np.integer)
 ### END HIDDEN TESTS
@@ -293,6 +298,7 @@ def predict(self, x: torch.Tensor, n: int, alpha: float, batch_size: int) -> int
 # %% nbgrader={"grade": true, "grade_id": "test_predict_visible", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
 """Visible test: a clear winner is predicted; a tie, or a close race, abstains."""
 from labsupport.answers import assert_own
+from labsupport.checks.common import silent
 from labsupport.checks.smoothing import StubClassifier, check_prediction, stub_sampling, tiny_image
 
 assert_own(Smooth.predict, "predict")
@@ -303,7 +309,7 @@ cases = [([0.1, 0.8, 0.1, 0.0], 100, 0.001, 1),  # a clear winner
          ([0.4, 0.6], 100, 0.05, Smooth.ABSTAIN)]  # votes 41 / 59: two-sided p-value 0.089
 # stub_sampling: within the block, _sample_noise counts the stub's votes (graded apart from
 # your _sample_noise, which has its own tests).
-with stub_sampling(Smooth):
+with stub_sampling(Smooth), silent():
     for probs, n_, alpha_, answer in cases:
         torch.manual_seed(0)
         stub = StubClassifier(probs, seed=0)  # votes drawn from probs; records them
@@ -316,6 +322,7 @@ print("predict: OK")
 # Hidden tests (run when your notebook is graded).
 ### BEGIN HIDDEN TESTS
 from labsupport.answers import assert_own
+from labsupport.checks.common import silent
 from labsupport.checks.smoothing import StubClassifier, check_prediction, stub_sampling, tiny_image
 
 assert_own(Smooth.predict, "predict")
@@ -324,7 +331,7 @@ cases = [([0.3, 0.7], 60, 0.05), ([0.4, 0.6], 200, 0.001), ([0.45, 0.1, 0.45], 5
          ([0.25, 0.35, 0.3, 0.1], 300, 0.05), ([0.42, 0.58], 100, 0.05),
          ([0.4, 0.6], 120, 0.01), ([0.2, 0.2, 0.2, 0.4], 50, 0.01)]
 decided = abstained = 0
-with stub_sampling(Smooth):
+with stub_sampling(Smooth), silent():
     for seed_ in range(3):
         for probs, n_, alpha_ in cases:
             torch.manual_seed(seed_)
@@ -409,11 +416,12 @@ def certify(self, x: torch.Tensor, n0: int, n: int, alpha: float, batch_size: in
 # %% nbgrader={"grade": true, "grade_id": "test_certify_visible", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 """Visible test: fresh samples, the one-sided Clopper-Pearson bound, the radius, abstention."""
 from labsupport.answers import assert_own
+from labsupport.checks.common import silent
 from labsupport.checks.smoothing import StubClassifier, check_certificate, stub_sampling, tiny_image
 
 assert_own(Smooth.certify, "certify")
 assert_own(Smooth._lower_confidence_bound, "_lower_confidence_bound")
-with stub_sampling(Smooth):  # _sample_noise counts the stub's votes (as for predict)
+with stub_sampling(Smooth), silent():  # _sample_noise counts the stub's votes, as for predict
     torch.manual_seed(0)
     stub = StubClassifier([0.05, 0.9, 0.05, 0.0], seed=1)
     certificate = Smooth(stub, num_classes=4, sigma=0.25).certify(tiny_image(), n0=20, n=500, alpha=0.001, batch_size=128)
@@ -428,7 +436,8 @@ with stub_sampling(Smooth):  # _sample_noise counts the stub's votes (as for pre
 # The helper: the one-sided (1 - alpha) Clopper-Pearson lower bound.
 from labsupport.checks.smoothing import clopper_pearson_lower
 
-bound = Smooth(stub, num_classes=2, sigma=0.25)._lower_confidence_bound(990, 1000, 0.01)
+with silent():
+    bound = Smooth(stub, num_classes=2, sigma=0.25)._lower_confidence_bound(990, 1000, 0.01)
 assert abs(bound - clopper_pearson_lower(990, 1000, 0.01)) < 1e-12, bound
 print("certify: OK")
 
@@ -436,6 +445,7 @@ print("certify: OK")
 # Hidden tests (run when your notebook is graded).
 ### BEGIN HIDDEN TESTS
 from labsupport.answers import assert_own
+from labsupport.checks.common import silent
 from labsupport.checks.smoothing import (
     StubClassifier,
     check_certificate,
@@ -451,7 +461,7 @@ cases = [([0.02, 0.98], 0.5, 10, 1000, 0.001, 64), ([0.1, 0.15, 0.75], 0.12, 30,
          ([0.5, 0.5], 0.3, 40, 400, 0.05, 400), ([0.3, 0.7], 1.5, 8, 2000, 0.0001, 333),
          ([0.4, 0.6], 0.1, 12, 60, 0.01, 25), ([0.2, 0.1, 0.7], 0.75, 50, 150, 0.05, 1000)]
 certified = abstained = 0
-with stub_sampling(Smooth):
+with stub_sampling(Smooth), silent():
     for seed_ in range(2):
         for probs, sigma, n0_, n_, alpha_, bs in cases:
             torch.manual_seed(seed_)
@@ -463,7 +473,9 @@ with stub_sampling(Smooth):
 assert certified and abstained
 helper = Smooth(StubClassifier([1.0]), num_classes=1, sigma=1.0)
 for k, n_, alpha_ in [(0, 10, 0.001), (10, 10, 0.001), (990, 1000, 0.01), (51, 100, 0.05)]:
-    assert abs(helper._lower_confidence_bound(k, n_, alpha_) - clopper_pearson_lower(k, n_, alpha_)) < 1e-12
+    with silent():
+        bound = helper._lower_confidence_bound(k, n_, alpha_)
+    assert abs(bound - clopper_pearson_lower(k, n_, alpha_)) < 1e-12, (k, n_, alpha_, bound)
 ### END HIDDEN TESTS
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "experiment_intro", "locked": true, "schema_version": 3, "solution": false, "task": false}
@@ -532,12 +544,14 @@ def certified_accuracy(predictions: np.ndarray, labels: np.ndarray, radii: np.nd
 # %% nbgrader={"grade": true, "grade_id": "test_certified_accuracy_visible", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
 """Visible test: a hand-made example (an abstention, a wrong class with a large radius)."""
 from labsupport.answers import assert_own
+from labsupport.checks.common import silent
 
 assert_own(certified_accuracy, "certified_accuracy")
 predictions = np.array([0, 1, -1, 2, 3])
 labels = np.array([0, 1, 1, 2, 0])
 radii = np.array([0.5, 0.25, 0.0, 0.1, 0.9])
-result = certified_accuracy(predictions, labels, radii, [0.0, 0.1, 0.25, 0.5, 1.0])
+with silent():
+    result = certified_accuracy(predictions, labels, radii, [0.0, 0.1, 0.25, 0.5, 1.0])
 assert isinstance(result, np.ndarray) and result.dtype.kind == "f" and result.shape == (5,), \
     f"return a NumPy float array with one value per radius; got {result!r}"
 assert np.allclose(result, [0.6, 0.6, 0.4, 0.2, 0.0]), result
@@ -547,6 +561,7 @@ print("certified accuracy: OK")
 # Hidden tests (run when your notebook is graded).
 ### BEGIN HIDDEN TESTS
 from labsupport.answers import assert_own
+from labsupport.checks.common import silent
 
 assert_own(certified_accuracy, "certified_accuracy")
 rng = np.random.default_rng(0)
@@ -554,13 +569,17 @@ labels = rng.integers(0, 4, 200)
 predictions = np.where(rng.random(200) < 0.7, labels, rng.integers(-1, 4, 200))
 radii = np.where(predictions == -1, 0.0, rng.random(200).round(1))  # ties with the grid
 grid = np.linspace(0, 1.2, 13)
-result = certified_accuracy(predictions, labels, radii, grid)
+with silent():
+    result = certified_accuracy(predictions, labels, radii, grid)
+    edge = certified_accuracy(np.array([2]), np.array([2]), np.array([0.3]), [0.3, 0.31])
+    abstaining = certified_accuracy(np.array([-1, -1, 1]), np.array([0, 1, 1]),
+                                    np.array([0.0, 0.0, 0.2]), (0.0, 0.2))
 expected = [sum(p == y and r >= t for p, y, r in zip(predictions, labels, radii, strict=True)) / 200 for t in grid]
 assert isinstance(result, np.ndarray) and result.dtype.kind == "f" and result.shape == (13,), result
 assert np.allclose(result, expected), (result, expected)
 assert np.all(np.diff(result) <= 0)
-assert np.allclose(certified_accuracy(np.array([2]), np.array([2]), np.array([0.3]), [0.3, 0.31]), [1.0, 0.0])
-assert np.allclose(certified_accuracy(np.array([-1, -1, 1]), np.array([0, 1, 1]), np.array([0.0, 0.0, 0.2]), (0.0, 0.2)), [1 / 3, 1 / 3])
+assert np.allclose(edge, [1.0, 0.0]), edge
+assert np.allclose(abstaining, [1 / 3, 1 / 3]), abstaining
 ### END HIDDEN TESTS
 
 # %% nbgrader={"grade": false, "grade_id": "plot_sigmas", "locked": true, "schema_version": 3, "solution": false, "task": false}
@@ -690,13 +709,15 @@ def mse_objective(denoiser: nn.Module, x: torch.Tensor, sigma: float) -> torch.T
 # %% nbgrader={"grade": true, "grade_id": "test_mse_objective_visible", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
 """Visible test: the loss is the MSE between the denoised noisy batch and the clean batch."""
 from labsupport.answers import assert_own
+from labsupport.checks.common import silent
 from labsupport.checks.smoothing import RecordingDenoiser, noise_stats, tiny_batch
 
 assert_own(mse_objective, "mse_objective")
 torch.manual_seed(0)
 x = tiny_batch(64)
 denoiser = RecordingDenoiser()  # records its inputs
-loss = mse_objective(denoiser, x, 0.25)
+with silent():
+    loss = mse_objective(denoiser, x, 0.25)
 assert isinstance(loss, torch.Tensor) and loss.dim() == 0, f"return a scalar tensor; got {loss!r}"
 assert torch.equal(x, tiny_batch(64)), "mse_objective must not modify x"
 assert denoiser.inputs, "denoise the noisy batch: denoiser(x + noise)"
@@ -712,6 +733,7 @@ print("MSE objective: OK")
 # Hidden tests (run when your notebook is graded).
 ### BEGIN HIDDEN TESTS
 from labsupport.answers import assert_own
+from labsupport.checks.common import silent
 from labsupport.checks.smoothing import RecordingDenoiser, noise_stats, tiny_batch
 
 assert_own(mse_objective, "mse_objective")
@@ -719,7 +741,8 @@ for sigma in (0.05, 0.5):
     torch.manual_seed(3)
     x = tiny_batch(48, seed=5)
     denoiser = RecordingDenoiser(seed=2)
-    loss = mse_objective(denoiser, x, sigma)
+    with silent():
+        loss = mse_objective(denoiser, x, sigma)
     assert isinstance(loss, torch.Tensor) and loss.dim() == 0, "return a scalar tensor"
     assert denoiser.inputs, "denoise the noisy batch"
     noisy = denoiser.inputs[-1]
@@ -760,13 +783,15 @@ def stability_objective(denoiser: nn.Module, classifier: nn.Module, x: torch.Ten
 # %% nbgrader={"grade": true, "grade_id": "test_stability_objective_visible", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
 """Visible test: cross-entropy against the classifier's own clean predictions."""
 from labsupport.answers import assert_own
+from labsupport.checks.common import silent
 from labsupport.checks.smoothing import RecordingDenoiser, TinyClassifier, noise_stats, tiny_batch
 
 assert_own(stability_objective, "stability_objective")
 torch.manual_seed(0)
 x = tiny_batch(64)
 denoiser, classifier = RecordingDenoiser(), TinyClassifier()
-loss = stability_objective(denoiser, classifier, x, 0.25)
+with silent():
+    loss = stability_objective(denoiser, classifier, x, 0.25)
 assert isinstance(loss, torch.Tensor) and loss.dim() == 0, f"return a scalar tensor; got {loss!r}"
 assert denoiser.inputs, "the classifier must see the denoised noisy batch: denoiser(x + noise)"
 noisy = denoiser.inputs[-1]
@@ -781,6 +806,7 @@ print("stability objective: OK")
 # Hidden tests (run when your notebook is graded).
 ### BEGIN HIDDEN TESTS
 from labsupport.answers import assert_own
+from labsupport.checks.common import silent
 from labsupport.checks.smoothing import RecordingDenoiser, TinyClassifier, noise_stats, tiny_batch
 
 assert_own(stability_objective, "stability_objective")
@@ -788,7 +814,8 @@ for sigma in (0.1, 0.4):
     torch.manual_seed(7)
     x = tiny_batch(40, seed=9)
     denoiser, classifier = RecordingDenoiser(seed=3), TinyClassifier(seed=4)
-    loss = stability_objective(denoiser, classifier, x, sigma)
+    with silent():
+        loss = stability_objective(denoiser, classifier, x, sigma)
     assert isinstance(loss, torch.Tensor) and loss.dim() == 0, "return a scalar tensor"
     assert denoiser.inputs, "the classifier must see the denoised noisy batch"
     noisy = denoiser.inputs[-1]

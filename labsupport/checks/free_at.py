@@ -32,12 +32,13 @@ from torch import nn
 
 from ..answers import withheld
 from ..train import History, make_loader
-from .common import (  # noqa: F401  (assert_close: for the test cells)
+from .common import (  # noqa: F401  (quiet, silent: for the test cells)
     CountingSGD,
     ForwardRecord,
     Instrumented,
     assert_close,
     quiet,
+    silent,
     tiny_cnn,
 )
 
@@ -139,7 +140,7 @@ def trace_training(train_fn: Callable[..., Any], *, n: int = 24, batch_size: int
     loader = make_loader(x, y, batch_size=batch_size, shuffle=False)
     model = Instrumented(tiny_cnn(seed=0))
     optimizer = CountingSGD(model, lr=lr, momentum=0.9)
-    with quiet():
+    with silent():  # a student's own progress bar or prints stay out of the test cell
         returned = train_fn(model, loader, optimizer, **kwargs)
     batches = [(x[i : i + batch_size], y[i : i + batch_size]) for i in range(0, n, batch_size)]
     return Trace(model, optimizer, batches, returned)
