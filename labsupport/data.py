@@ -28,13 +28,13 @@ import torch
 
 from . import synthetic
 from .models import atomic_write_bytes
+from .paths import CACHE_ENV, cache_dir  # noqa: F401 (CACHE_ENV: part of this module's API)
 from .runtime import under_autograder
 
 CIFAR4_CLASSES = ("airplane", "automobile", "ship", "truck")
 #: Indices of the four classes among CIFAR-10's ten labels.
 CIFAR10_INDICES = (0, 1, 8, 9)
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
-CACHE_ENV = "LABSUPPORT_CACHE"
 KEYS = ("x_train", "y_train", "x_test", "y_test")
 DATASETS = ("auto", "cifar4", "synthetic")
 SYNTHETIC_CLASSES = synthetic.SYNTHETIC_CLASSES
@@ -68,12 +68,6 @@ class CourseData:
     def __repr__(self) -> str:
         return (f"CourseData({self.name!r}: {len(self.x_train)} train / {len(self.x_test)} "
                 f"test images, classes {self.classes})")
-
-
-def cache_dir() -> Path:
-    """Where datasets and assets are cached: ``$LABSUPPORT_CACHE`` or ``~/.cache/labsupport``."""
-    root = os.environ.get(CACHE_ENV)
-    return Path(root).expanduser() if root else Path.home() / ".cache" / "labsupport"
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:

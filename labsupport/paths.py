@@ -7,7 +7,10 @@ the same files as a source checkout.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+CACHE_ENV = "LABSUPPORT_CACHE"
 
 _CHECKOUT_ASSETS = Path(__file__).resolve().parent.parent / "assets"
 _INSTALLED_ASSETS = Path(__file__).resolve().parent / "course_assets"
@@ -25,3 +28,9 @@ def course_asset(*parts: str) -> Path:
         if candidate.exists():
             return candidate
     return _CHECKOUT_ASSETS.joinpath(*parts)
+
+
+def cache_dir() -> Path:
+    """Where datasets and assets are cached: ``$LABSUPPORT_CACHE`` or ``~/.cache/labsupport``."""
+    root = os.environ.get(CACHE_ENV)
+    return Path(root).expanduser() if root else Path.home() / ".cache" / "labsupport"

@@ -75,24 +75,29 @@ class SandboxedExecute(NbGraderPreprocessor):
         code_cells = sum(1 for c in nb.cells if c.cell_type == "code")
         limits = sandbox.Limits(memory_bytes=int(self.memory_gib * sandbox.GIB),
                                 wall_seconds=timeout * (code_cells + 2) + 120)
-        with tempfile.TemporaryDirectory(prefix="labsupport-box-") as tmp:
-            box = Path(tmp)
+        from .execute import read_results
+
+        with tempfile.TemporaryDirectory(prefix="labsupport-run-") as tmp:
+            box = Path(tmp) / "box"  # all the sandbox sees; its reports stay beside it
+            box.mkdir()
+            os.chmod(tmp, 0o711)  # the unprivileged sandbox user may pass through to box/
             nbformat.write(nb, box / "in.ipynb")
             for folder in ("work", "home", "mpl", "ipython", "runtime"):
                 (box / folder).mkdir()
             _seed_matplotlib(box / "mpl")
-            log = box.parent / f"{box.name}.log"
+            inside = "/box" if current == "bwrap" else str(box)
             status = sandbox.run(
-                box, [sys.executable, "-m", "labsupport.instructor.execute", "/box"
-                      if current == "bwrap" else str(box), "--timeout", str(timeout)],
+                box, [sys.executable, "-m", "labsupport.instructor.execute", inside,
+                      "--timeout", str(timeout)],
                 current=current, env=_sandbox_env(box, current), limits=limits,
-                slot=self.slot, readonly=_readonly(), hide=_hidden(), log=log)
-            results = _read_json(box / "results.json")
-            sandbox_log = log.read_text(errors="replace") if log.exists() else ""
-            log.unlink(missing_ok=True)
+                slot=self.slot, readonly=_readonly(), hide=_hidden(),
+                stdout=Path(tmp) / "results.jsonl", log=Path(tmp) / "sandbox.log")
+            results = read_results(_read_text(Path(tmp) / "results.jsonl"))
+            sandbox_log = (_read_text(Path(tmp) / "sandbox.log")
+                           + _read_text(box / "kernel.log", 20000))
         outputs, counts = results.get("outputs", {}), results.get("counts", {})
         stopped = results.get("stopped")
-        if not results:
+        if not results["outputs"]:
             stopped = f"not run: the sandbox ended (status {status}) before any cell ran"
         elif status != 0 and not stopped:
             stopped = f"not run: the sandbox ended (status {status})"
@@ -125,7 +130,7 @@ def _seed_matplotlib(folder: Path) -> None:
 
 
 def _cache() -> Path:
-    from ..data import cache_dir
+    from ..paths import cache_dir
 
     return cache_dir()
 
@@ -160,6 +165,15 @@ def _sandbox_env(box: Path, current: str) -> dict[str, str]:
         if os.environ.get(key):
             env[key] = os.environ[key]
     return env
+
+
+def _read_text(path: Path, limit: int = 200_000) -> str:
+    """The end of a text file the sandbox wrote (empty when missing; never a link)."""
+    if path.is_symlink() or not path.is_file():
+        return ""
+    with open(path, "rb") as handle:
+        handle.seek(max(0, path.stat().st_size - limit))
+        return handle.read().decode("utf-8", errors="replace")
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -250,11 +264,17 @@ def prepare_scratch(job: Job, root: Path, template: Path, scratch: Path) -> list
     release = nbformat.read(root / "release" / job.lab / f"{job.lab}.ipynb", as_version=4)
     target = scratch / "submitted" / job.student / job.lab
     target.mkdir(parents=True)
+    flags = []
     timestamp = Path(job.notebook).parent / "timestamp.txt"
     if timestamp.is_file():
-        shutil.copy(timestamp, target / "timestamp.txt")
+        from nbgrader.utils import parse_utc
+
+        try:
+            parse_utc(timestamp.read_text().strip())
+            shutil.copy(timestamp, target / "timestamp.txt")
+        except Exception:  # noqa: BLE001 (graded as if it had no timestamp)
+            flags.append(_flag("", "timestamp.txt unreadable (graded without a timestamp)"))
     submission = nbformat.read(job.notebook, as_version=4)
-    flags = []
     repaired, problems = repair(submission, release)
     flags += [_flag(cell, problem) for cell, problem in problems]
     flags += [_flag(f.cell, f"for review: line {f.line} {f.reason}")

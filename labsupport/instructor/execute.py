@@ -3,17 +3,21 @@
     python -m labsupport.instructor.execute BOX --timeout SECONDS
 
 ``BOX/in.ipynb`` is read and deleted before the kernel starts (the kernel never finds the
-tests it has not run yet on disk). The kernel runs in ``BOX/work``. Cells run one by one:
+tests it has not run yet on disk). The kernel runs in ``BOX/work``, its standard streams
+closed, and this process makes itself non-dumpable, so student code can neither read its
+memory nor write to its standard output. Cells run one by one:
 
-- before every graded test cell the guard (:mod:`labsupport.instructor.guard`) undoes
-  changes student code made to what tests rely on, and reports them;
+- before the first cell a student wrote, the guard (:mod:`labsupport.instructor.guard`)
+  records what tests rely on; before every graded test cell it undoes changes student code
+  made to that, and reports them;
 - a cell that runs past ``--timeout`` is interrupted; a kernel that ignores the interrupt
   (or dies) is stopped, and the cells after it are marked as not run, so tests that ran
   before keep their scores;
-- after every cell, the outputs so far go to ``BOX/results.json`` (written atomically):
-  ``{"outputs": {index: [...]}, "counts": {index: n}, "tamper": [...], "stopped": reason}``.
+- after every cell, one JSON line goes to standard output (which the trusted parent sends
+  to a file outside the sandbox): ``{"cell": index, "outputs": [...], "count": n}``,
+  ``{"tamper": {...}}`` or ``{"stopped": reason}``.
 
-The trusted parent takes only outputs from there, never cell sources.
+The parent takes only outputs from there, never cell sources.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -38,21 +42,61 @@ def _error(name: str, value: str) -> dict[str, Any]:
 
 
 class Results:
-    """What the executor has produced so far, saved after every cell."""
+    """What the executor produces, one JSON line per event on a stream (standard output)."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.data: dict[str, Any] = {"outputs": {}, "counts": {}, "tamper": [], "stopped": None}
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+
+    def _emit(self, record: dict[str, Any]) -> None:
+        self.stream.write(json.dumps(record) + "\n")
+        self.stream.flush()
 
     def cell(self, index: int, cell: Any) -> None:
-        self.data["outputs"][str(index)] = cell.get("outputs", [])
-        self.data["counts"][str(index)] = cell.get("execution_count")
-        self.save()
+        self._emit({"cell": index, "outputs": cell.get("outputs", []),
+                    "count": cell.get("execution_count")})
 
-    def save(self) -> None:
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.data))
-        os.replace(tmp, self.path)
+    def tamper(self, cell: str | None, found: str) -> None:
+        self._emit({"tamper": {"cell": cell, "found": found}})
+
+    def stopped(self, reason: str) -> None:
+        self._emit({"stopped": reason})
+
+
+def read_results(text: str) -> dict[str, Any]:
+    """The executor's event lines, gathered (a cut-off last line is ignored)."""
+    data: dict[str, Any] = {"outputs": {}, "counts": {}, "tamper": [], "stopped": None,
+                            "events": 0}
+    for line in text.splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(record, dict):
+            continue
+        data["events"] += 1
+        if "cell" in record:
+            data["outputs"][str(record["cell"])] = record.get("outputs") or []
+            data["counts"][str(record["cell"])] = record.get("count")
+        elif "tamper" in record:
+            data["tamper"].append(record["tamper"])
+        elif "stopped" in record:
+            data["stopped"] = record["stopped"]
+    return data
+
+
+def _not_dumpable() -> None:
+    """No ptrace and no /proc access to this process for the (same-user) kernel (Linux)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE, 0
+    except (OSError, AttributeError):
+        pass
+
+
+def _is_locked(cell: Any) -> bool:
+    meta = cell.get("metadata", {}).get("nbgrader", {}) or {}
+    return bool(meta.get("locked")) and not meta.get("solution")
 
 
 def _is_test(cell: Any) -> bool:
@@ -96,8 +140,8 @@ def _responsive(client: Any, timeout: float = GRACE) -> bool:
     return _reply(client, client.kc.kernel_info(), timeout) is not None
 
 
-def execute(box: Path, timeout: int) -> dict[str, Any]:
-    """Execute ``box/in.ipynb`` cell by cell; return (and save) the results."""
+def execute(box: Path, timeout: int, out: Any = None) -> None:
+    """Execute ``box/in.ipynb`` cell by cell, reporting to ``out`` (default: stdout)."""
     import nbformat
     from nbclient import NotebookClient
     from nbclient.exceptions import DeadKernelError
@@ -108,8 +152,7 @@ def execute(box: Path, timeout: int) -> dict[str, Any]:
     source.unlink()
     work = box / "work"
     work.mkdir(exist_ok=True)
-    results = Results(box / "results.json")
-    results.save()
+    results = Results(out or sys.stdout)
     client = NotebookClient(
         notebook, timeout=timeout, interrupt_on_timeout=True, allow_errors=True,
         error_on_timeout={"ename": "CellTimeoutError", "evalue": f"over {timeout} s",
@@ -119,10 +162,15 @@ def execute(box: Path, timeout: int) -> dict[str, Any]:
         extra_arguments=["--HistoryManager.hist_file=:memory:"])
     code_cells = [(i, c) for i, c in enumerate(notebook.cells) if c.cell_type == "code"]
     stopped = None
-    with client.setup_kernel():
-        if _expression(client, GUARD.format("snapshot"), 120) != "ok":
-            results.data["tamper"].append({"cell": None, "found": "the guard did not start"})
+    kernel_log = open(box / "kernel.log", "wb")  # noqa: SIM115 (closed below)
+    with client.setup_kernel(stdout=subprocess.DEVNULL, stderr=kernel_log,
+                             stdin=subprocess.DEVNULL):
+        guarded = False
         for position, (index, cell) in enumerate(code_cells):
+            if not guarded and not stopped and (_is_test(cell) or not _is_locked(cell)):
+                guarded = True  # before any student code: the lab's setup has run
+                if _expression(client, GUARD.format("snapshot"), 120) != "ok":
+                    results.tamper(None, "the guard did not start")
             if stopped:
                 cell.outputs = [_error("NotRun", stopped)]
                 results.cell(index, cell)
@@ -135,8 +183,9 @@ def execute(box: Path, timeout: int) -> dict[str, Any]:
                     results.cell(index, cell)
                     continue
                 if found:
-                    grade_id = cell.metadata["nbgrader"].get("grade_id")
-                    results.data["tamper"].append({"cell": grade_id, "found": found})
+                    results.tamper(cell.metadata["nbgrader"].get("grade_id"), found)
+            elif _is_locked(cell):
+                _expression(client, GUARD.format("mark"), GRACE + 20)
             started = time.monotonic()
             try:
                 client.execute_cell(cell, index)
@@ -153,12 +202,13 @@ def execute(box: Path, timeout: int) -> dict[str, Any]:
                     stopped = (f"not run: cell {index} ran past {timeout} s and the kernel "
                                f"ignored the interrupt, so it was stopped")
             results.cell(index, cell)
+            if not stopped and _is_locked(cell) and not _is_test(cell):
+                _expression(client, GUARD.format("trust"), GRACE + 20)
             if stopped and position + 1 < len(code_cells):
-                results.data["stopped"] = stopped
+                results.stopped(stopped)
                 with contextlib.suppress(Exception):  # already gone
                     run_sync(client.km.shutdown_kernel)(now=True)
-    results.save()
-    return results.data
+    kernel_log.close()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -166,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("box", type=Path)
     parser.add_argument("--timeout", type=int, default=120)
     args = parser.parse_args(argv)
+    _not_dumpable()
     execute(args.box, args.timeout)
     return 0
 

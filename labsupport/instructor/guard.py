@@ -1,8 +1,9 @@
 """In-kernel integrity guard of the autograder (imported inside the grading sandbox only).
 
 Student code runs in the same Python process as the tests, so it can, in principle, change
-anything the tests rely on. The executor calls :func:`snapshot` right after the kernel
-starts, before any student code, and :func:`restore` before every test cell. ``restore``
+anything the tests rely on. The executor calls :func:`snapshot` before the first cell a
+student wrote (after the lab's locked setup cells), and :func:`restore` before every test
+cell. ``restore``
 undoes what it can see and reports it:
 
 - IPython hooks: input and AST transformers, ``pre_run_cell``/``pre_execute`` callbacks,
@@ -10,7 +11,9 @@ undoes what it can see and reports it:
 - the package the tests use: every attribute of every ``labsupport`` module, the modules in
   ``sys.modules``, the code objects of their functions;
 - the comparison functions tests call (``torch``, ``numpy``, ``math``, ``builtins``);
-- tracing hooks (``sys.settrace``/``setprofile``) and import hooks (``sys.meta_path``).
+- tracing hooks (``sys.settrace``/``setprofile``) and import hooks (``sys.meta_path``);
+- the names the instructor's locked cells bound in the notebook (``assert_close``, the
+  fixtures module, ...): :func:`mark` and :func:`trust` around every locked cell record them.
 
 This cannot be complete: code in the same process can also reach the snapshot itself.
 The autograder therefore also scans every student cell statically
@@ -28,7 +31,9 @@ from typing import Any
 _STATE: dict[str, Any] = {}
 #: Modules whose attributes the tests rely on, beyond the labsupport package itself.
 WATCHED = ("builtins", "math", "torch", "torch.testing", "torch.nn.functional", "numpy",
-           "numpy.testing", "scipy.stats", "statsmodels.stats.proportion")
+           "numpy.testing")
+#: Watched too when the lab has imported them before the first student cell (slow to import).
+WATCHED_IF_LOADED = ("scipy.stats", "statsmodels.stats.proportion")
 SHELL_METHODS = ("run_cell", "run_cell_async", "run_ast_nodes", "run_code", "transform_cell",
                  "should_run_async", "user_expressions")
 
@@ -59,7 +64,8 @@ def _module_state(module: ModuleType) -> dict[str, Any]:
 def snapshot() -> str:
     """Record the state the tests rely on (call before any student code). Returns "ok"."""
     modules = {}
-    for name in (*_student_layer(), *WATCHED):
+    loaded = [name for name in WATCHED_IF_LOADED if name in sys.modules]
+    for name in (*_student_layer(), *WATCHED, *loaded):
         try:
             modules[name] = importlib.import_module(name)
         except Exception:  # noqa: BLE001 (an optional module; nothing to watch)
@@ -139,10 +145,41 @@ def _restore_shell(found: list[str]) -> None:
             setattr(type(shell), name, original)
 
 
+def mark() -> str:
+    """Before a locked (instructor's) cell: remember the notebook's names as they are."""
+    shell = _shell()
+    if shell is not None:
+        _STATE["before"] = dict(shell.user_ns)
+    return ""
+
+
+def trust() -> str:
+    """After a locked cell: the names it (re)bound are the instructor's; tests rely on them."""
+    shell, before = _shell(), _STATE.pop("before", None)
+    if shell is None or before is None:
+        return ""
+    trusted = _STATE.setdefault("names", {})
+    for name, value in shell.user_ns.items():
+        if not name.startswith("_") and before.get(name, _MISSING) is not value:
+            trusted[name] = value
+    return ""
+
+
+def _restore_names(found: list[str]) -> None:
+    shell = _shell()
+    if shell is None:
+        return
+    for name, value in _STATE.get("names", {}).items():
+        if shell.user_ns.get(name, _MISSING) is not value:
+            found.append(f"the notebook's name {name!r} was rebound")
+            shell.user_ns[name] = value
+
+
 def restore() -> str:
     """Undo changes to what the tests rely on; return what was found ("" when nothing)."""
     found: list[str] = []
     _restore_modules(found)
+    _restore_names(found)
     _restore_shell(found)
     if sys.gettrace() is not None:
         found.append("a trace function was set (sys.settrace)")

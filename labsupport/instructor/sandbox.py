@@ -17,6 +17,7 @@ allow-list). Elsewhere (macOS, no privileges) nothing is isolated: a loud warnin
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -183,30 +184,27 @@ def command(box: Path, argv: Sequence[str], *, current: str, env: dict[str, str]
 
 def run(box: Path, argv: Sequence[str], *, current: str, env: dict[str, str],
         limits: Limits = Limits(), slot: int = 0, readonly: Sequence[Path] = (),
-        hide: Sequence[Path] = (), log: Path | None = None) -> int:
+        hide: Sequence[Path] = (), stdout: Path | None = None, log: Path | None = None) -> int:
     """Run ``argv`` isolated in ``box``; return its exit status (-9 when it ran past
-    ``limits.wall_seconds`` and was killed). Its output goes to ``log`` (or is dropped)."""
+    ``limits.wall_seconds`` and was killed). Its standard output goes to the file ``stdout``
+    and its standard error to ``log`` (each dropped when None); keep both outside ``box``."""
     if os.geteuid() == 0 and current != "none":
         uid = SLOT_UID + slot
         for path in (box, *box.rglob("*")):
             os.chown(path, uid, uid)
     cmd = command(box, argv, current=current, env=env, limits=limits, slot=slot,
                   readonly=readonly, hide=hide)
-    out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 (closed below)
-    try:
-        process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL, start_new_session=True,
-                                   cwd=str(box))
+    with contextlib.ExitStack() as stack:
+        out = stack.enter_context(open(stdout, "ab")) if stdout else subprocess.DEVNULL
+        err = stack.enter_context(open(log, "ab")) if log else subprocess.DEVNULL
+        process = subprocess.Popen(cmd, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
+                                   start_new_session=True, cwd=str(box))
         try:
             return process.wait(timeout=limits.wall_seconds)
         except subprocess.TimeoutExpired:
-            _kill_group(process)
             return -9
         finally:
             _kill_group(process)
-    finally:
-        if log:
-            out.close()
 
 
 def _kill_group(process: subprocess.Popen) -> None:

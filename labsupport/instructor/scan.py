@@ -108,8 +108,12 @@ def _root_name(node: ast.AST) -> str | None:
 
 
 def _path_literal(node: ast.AST) -> bool:
-    return (isinstance(node, ast.Constant) and isinstance(node.value, str)
-            and (node.value.startswith(("/", "~")) or ".." in node.value.split("/")))
+    """A string that names a file outside the submission: absolute, home or ``../``."""
+    if not (isinstance(node, ast.Constant) and isinstance(node.value, str)):
+        return False
+    text = node.value.strip()
+    return (len(text) > 1 and text.startswith(("/", "~/")) and " " not in text) or (
+        ".." in text.replace("\\", "/").split("/"))
 
 
 class _Visitor(ast.NodeVisitor):
@@ -186,14 +190,9 @@ class _Visitor(ast.NodeVisitor):
             self._target(target)
         self.generic_visit(node)
 
-    def visit_Call(self, node: ast.Call) -> None:
-        name = node.func.id if isinstance(node.func, ast.Name) else (
-            node.func.attr if isinstance(node.func, ast.Attribute) else "")
-        if name in {"open", "read_text", "read_bytes", "Path", "listdir", "scandir", "glob",
-                    "walk", "load", "loadtxt", "read"} and any(
-                _path_literal(a) for a in node.args):
-            self.add(node, "reads a file outside the submission (absolute or ../ path)")
-        self.generic_visit(node)
+    def visit_Constant(self, node: ast.Constant) -> None:
+        if _path_literal(node):
+            self.add(node, f"names a path outside the submission ({str(node.value)[:60]!r})")
 
 
 def scan_source(source: str, cell: str = "") -> list[Finding]:
@@ -225,7 +224,51 @@ def student_cells(submission: Any, release: Any) -> list[tuple[str, str]]:
     return out
 
 
+def locked_names(release: Any) -> set[str]:
+    """Names the release's locked code cells bind at the notebook's top level (imports,
+    assignments, functions): test cells rely on them."""
+    names: set[str] = set()
+    for cell in release.cells:
+        meta = nbgrader_meta(cell)
+        if cell.get("cell_type") != "code" or meta.get("solution"):
+            continue
+        names |= _top_level_names(cell.source)
+    return names
+
+
+def _top_level_names(source: str) -> set[str]:
+    try:
+        tree = ast.parse(_python_source(source))
+    except SyntaxError:
+        return set()
+    names = set()
+    for node in tree.body:
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            names |= {(a.asname or a.name).split(".")[0] for a in node.names if a.name != "*"}
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign | ast.AnnAssign | ast.AugAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for target in targets:
+                names |= {n.id for n in ast.walk(target) if isinstance(n, ast.Name)}
+    return names
+
+
 def scan_notebook(submission: Any, release: Any) -> list[Finding]:
-    """Findings in every code cell the student wrote."""
-    return [finding for name, source in student_cells(submission, release)
-            for finding in scan_source(source, name)]
+    """Findings in every code cell the student wrote, including names of the instructor's
+    cells that a student cell rebinds (re-importing the same module is fine)."""
+    protected = locked_names(release)
+    findings = []
+    for name, source in student_cells(submission, release):
+        findings += scan_source(source, name)
+        try:
+            tree = ast.parse(_python_source(source))
+        except SyntaxError:
+            continue
+        for node in tree.body:
+            if isinstance(node, ast.Import | ast.ImportFrom):
+                continue
+            for rebound in sorted(_top_level_names(ast.unparse(node)) & protected):
+                findings.append(Finding(name, getattr(node, "lineno", 0),
+                                        f"rebinds {rebound!r}, a name the tests use"))
+    return findings
