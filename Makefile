@@ -2,7 +2,9 @@
 #   make course    build and run every lab on the embedded offline dataset (results in build/)
 #   make test      run all tests (what CI runs)
 #   make release   build the student notebooks into grading/release/
-#   make grade     autograde grading/submitted/ and write grading/grades.csv
+#   make grade     autograde new or changed submissions (sandboxed, in parallel); grades.csv
+#   make backup-gradebook  copy grading/gradebook.db and the CSVs to grading/backups/<time>/
+#   make reset-grading     back up, then remove the gradebook and every grade record
 #   make assets    pre-build every pre-trained model the labs hand out (GPU when present)
 #   make student-bundle  what students receive, in build/student/ (host it at bundle_url)
 #   make bench     run the benchmarks (prints ratios; record them in benchmarks/RESULTS.md)
@@ -20,7 +22,8 @@ export OMP_WAIT_POLICY ?= PASSIVE
 PROFILE ?= cpu
 DATASET ?= synthetic
 
-.PHONY: env peers course test test-fast release grade assets student-bundle bench lint clean
+.PHONY: env peers sandbox course test test-fast release grade assets student-bundle bench lint \
+	clean backup-gradebook reset-grading
 
 env: $(STAMP)
 
@@ -45,7 +48,15 @@ $(PEERS_STAMP): $(STAMP)
 course: env
 	$(BIN)/labsupport course --profile $(PROFILE) --dataset $(DATASET)
 
-test: env peers
+# Grading runs student code in bubblewrap. Installed here when missing and we may (root with
+# apt-get, as on CI); otherwise grading falls back to `unshare` or warns that it is not isolated.
+sandbox:
+	@command -v bwrap >/dev/null 2>&1 || { [ "$$(uname)" = Linux ] && [ "$$(id -u)" = 0 ] \
+	  && command -v apt-get >/dev/null 2>&1 && { apt-get update -qq >/dev/null \
+	  && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null; } \
+	  || echo "note: bubblewrap (bwrap) is not installed; grading isolation is weaker"; }
+
+test: env peers sandbox
 	$(BIN)/ruff check labsupport tests benchmarks notebooks
 	$(PEERS)/bin/python -m pytest -q -ra
 
@@ -55,7 +66,7 @@ test-fast: env
 release: env
 	$(BIN)/labsupport release
 
-grade: env
+grade: env sandbox
 	$(BIN)/labsupport grade
 
 assets: env
@@ -70,6 +81,17 @@ bench: env peers
 lint: env
 	$(BIN)/ruff check labsupport tests benchmarks notebooks
 
+# Never touches the gradebook, the submissions or the CSVs (see backup-gradebook).
 clean:
-	rm -rf build grading/source grading/release grading/autograded grading/feedback \
-	  grading/gradebook.db grading/grades.csv
+	rm -rf build grading/source grading/release grading/feedback grading/results
+
+backup-gradebook:
+	@stamp=$$(date -u +%Y%m%dT%H%M%SZ); mkdir -p grading/backups/$$stamp; \
+	for f in gradebook.db grades.csv flags.csv grading-state.json; do \
+	  [ ! -e grading/$$f ] || cp -p grading/$$f grading/backups/$$stamp/; done; \
+	echo "backed up to grading/backups/$$stamp/"
+
+# Start grading over: backs the gradebook up first, then removes it with every grade record.
+reset-grading: backup-gradebook
+	rm -rf grading/gradebook.db grading/grades.csv grading/flags.csv grading/grading-state.json \
+	  grading/flags-state.json grading/autograded grading/logs grading/results
