@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,9 @@ def run_lab(lab: Lab, *, profile: str, dataset: str, build_root: str | os.PathLi
     if profile not in (*PROFILES, "auto"):
         raise CourseError(f"Unknown profile {profile!r}: choose smoke, cpu, full or auto.")
     out = Path(build_root).resolve() / lab.name
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists():  # a failed run must never leave the previous run's results behind
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
     params = {"profile": profile, "dataset": str(dataset), **(parameters or {})}
     if seed is not None:
         params["seed"] = seed
