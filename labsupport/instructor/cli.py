@@ -125,7 +125,7 @@ def cmd_grade(args: argparse.Namespace) -> int:
         print(f"  {state}: {result.lab} {result.student}", flush=True)
 
     report = grade_all(grading_root, labs, jobs=jobs, force=args.force,
-                       release_first=not (args.no_release or demo), shard_spec=args.shard,
+                       release_first=not (args.no_release or demo or args.shard), shard_spec=args.shard,
                        out=out, progress=progress, timeout=args.timeout)
     if args.shard:
         print(f"shard {args.shard}: {len(report.graded)} graded, {len(report.failed)} failed; "

@@ -214,11 +214,12 @@ def test_grading_is_isolated_here(graded):
         assert graded["report"].mode == "bwrap"
 
 
-def test_results_do_not_depend_on_the_number_of_jobs(tmp_path):
-    """The same submissions graded with one job and with two give identical grades.csv."""
+def test_results_do_not_depend_on_the_number_of_jobs_or_shards(tmp_path):
+    """The same submissions graded with one job, with two, and in two shards merged
+    afterwards give identical grades.csv."""
     module = _corpus_module()
     csvs = []
-    for jobs in (1, 2):
+    for jobs in (1, 2, "shards"):
         root = make_root(tmp_path / f"jobs-{jobs}").resolve()
         grading.release([LAB], root)
         source = nbformat.read(root / "source" / "lab99" / "lab99.ipynb", as_version=4)
@@ -229,8 +230,17 @@ def test_results_do_not_depend_on_the_number_of_jobs(tmp_path):
         for student in ("ok-stderr", "broken-deleted-cells", "cheat-patch-checks"):
             demo.write_notebook(corpus[student].notebook,
                                 root / "submitted" / student / "lab99" / "lab99.ipynb")
-        report = grading.grade_all(root, ["lab99"], jobs=jobs, timeout=TIMEOUT,
-                                   release_first=False)
+        if jobs == "shards":
+            folders = [root / "shards" / f"shard-{i}-of-2" for i in (1, 2)]
+            for i, folder in enumerate(folders, 1):
+                shard = grading.grade_all(root, ["lab99"], timeout=TIMEOUT, shard_spec=f"{i}/2",
+                                          out=folder, release_first=False)
+                assert len(shard.graded) in (1, 2) and not shard.failed
+            assert not (root / "grades.csv").exists()  # a shard merges nothing
+            report = grading.merge_results(root, folders)
+        else:
+            report = grading.grade_all(root, ["lab99"], jobs=jobs, timeout=TIMEOUT,
+                                       release_first=False)
         csvs.append(report.grades_csv.read_text())
         assert autograde.load_state(root)
-    assert csvs[0] == csvs[1]
+    assert csvs[0] == csvs[1] == csvs[2]
