@@ -207,7 +207,8 @@ GENERIC_IN_PACKAGE = {
 #: graded tasks (labsupport.backdoor's triggers and poisoning answer Lab 5's tasks;
 #: labsupport.checks.free_at.train_standard_reference answers Lab 1's standard_train). They
 #: refuse to run inside a student's answer (labsupport.answers), but their source ships in
-#: the wheel. Reported by test_student_layer_answers_no_graded_task (xfail) until resolved.
+#: the wheel. test_answer_code_the_wheel_ships_is_withheld checks each is withheld (the
+#: issue allows a kept implementation if calling it from a student's answer fails).
 KNOWN_PACKAGE_ANSWERS = {
     "mask, pattern = torch.zeros(1, h, w), torch.zeros(c, h, w)",
     "board = checkerboard(size)",
@@ -261,13 +262,36 @@ def test_leak_scan(built):
     assert not leaks, "\n".join(leaks)
 
 
-@pytest.mark.slow
-@pytest.mark.xfail(reason="known: labsupport.backdoor and checks.free_at hold code answering "
-                          "graded tasks (KNOWN_PACKAGE_ANSWERS); the labs' owners decide")
-def test_student_layer_answers_no_graded_task(built):
-    found = [f"{where}: {what}" for where, what in leak_scan(built.out)
-             if _in_package(where, what, KNOWN_PACKAGE_ANSWERS)]
-    assert not found, "\n".join(found)
+def _enclosing_functions(line: str) -> list[object]:
+    """The student-layer top-level functions whose source holds ``line``."""
+    import ast
+    import importlib
+
+    package = REPO / "labsupport"
+    found = []
+    for path in sorted(package.rglob("*.py")):
+        if "instructor" in path.relative_to(package).parts:
+            continue
+        text = path.read_text()
+        if line not in text:
+            continue
+        name = ".".join(path.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__")
+        module = importlib.import_module(name)
+        for node in ast.parse(text).body:
+            if isinstance(node, ast.FunctionDef) and line in ast.get_source_segment(text, node):
+                found.append(getattr(module, node.name))
+    return found
+
+
+def test_answer_code_the_wheel_ships_is_withheld():
+    """The package keeps some implementations of graded tasks (later labs build models with
+    them); each one that ships must refuse to run inside a student's answer."""
+    for line in sorted(KNOWN_PACKAGE_ANSWERS - {"loss = F.cross_entropy(model(x), y)"}):
+        owners = _enclosing_functions(line)
+        assert owners, f"{line!r} no longer in the package: drop it from KNOWN_PACKAGE_ANSWERS"
+        unguarded = [f"{o.__module__}.{o.__qualname__}" for o in owners
+                     if not hasattr(o, "__withheld_task__")]
+        assert not unguarded, f"{line!r} ships in {unguarded}, which are not withheld"
 
 
 def test_leak_scan_catches_a_leak(tmp_path):
