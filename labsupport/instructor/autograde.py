@@ -340,10 +340,15 @@ def grade_job(job: Job, root: Path, template: Path, out: Path, *, slot: int = 0,
         result.error = f"{type(error).__name__}: {error}"
     if result.error:
         result.flags.append(_flag("", f"could not be graded: {result.error} "
-                                      f"(log: {folder / 'grading.log'})"))
+                                      f"(log: {log_name(job)})"))
     (folder / "grading.log").write_text("\n".join(line for line in log_lines if line))
     _atomic_write(folder / "result.json", json.dumps(asdict(result), indent=1))
     return result
+
+
+def log_name(job: Job) -> str:
+    """Where a submission's grading log ends up, relative to the course root."""
+    return f"logs/{job.lab}/{job.student}.log"
 
 
 class GradingFailure(RuntimeError):
@@ -425,10 +430,12 @@ def merge(root: Path, result: Result, results_dir: Path) -> list[dict[str, str]]
             shutil.rmtree(target)
         target.mkdir(parents=True)
         shutil.copy(folder / f"{result.lab}.ipynb", target / f"{result.lab}.ipynb")
-    logs = root / "logs" / result.lab
-    logs.mkdir(parents=True, exist_ok=True)
+    log = root / log_name(Job(result.lab, result.student, ""))
+    log.parent.mkdir(parents=True, exist_ok=True)
     if (folder / "grading.log").is_file():
-        shutil.copy(folder / "grading.log", logs / f"{result.student}.log")
+        shutil.copy(folder / "grading.log", log)
+    else:
+        log.write_text(result.error or "no log")
     return flags
 
 
@@ -521,7 +528,8 @@ def run_jobs(jobs: Sequence[Job], root: Path, out: Path, *, workers: int = 1,
             result = Result(job.lab, job.student, False, "", lab_fingerprint(root, job.lab),
                             error=f"the grading worker failed ({process.returncode}): "
                                   f"{process.stderr.strip()[-300:]}")
-            result.flags.append(_flag("", f"could not be graded: {result.error}"))
+            result.flags.append(_flag("", f"could not be graded: {result.error} "
+                                          f"(log: {log_name(job)})"))
         if progress is not None:
             progress(result)
         return result

@@ -68,3 +68,28 @@ def test_every_command_has_help():
         with pytest.raises(SystemExit) as exit_info:
             parser.parse_args([command, "--help"])
         assert exit_info.value.code == 0
+
+
+@pytest.mark.slow
+def test_grade_reports_an_ungradable_submission_and_exits_non_zero(scratch_course, capsys):
+    lab = LABS[0].name
+    bad = scratch_course / "grading" / "submitted" / "broken-student" / lab / f"{lab}.ipynb"
+    bad.parent.mkdir(parents=True)
+    bad.write_text("{ not a notebook")
+    assert cli.main(["grade", "--jobs", "1"]) == 1
+    out = capsys.readouterr()
+    assert "could not grade: " in out.err and "broken-student" in out.err
+    flags = (scratch_course / "grading" / "flags.csv").read_text()
+    assert "broken-student" in flags and "could not be graded: unreadable notebook" in flags
+    log = scratch_course / "grading" / "logs" / lab / "broken-student.log"
+    assert log.is_file() and str(log.relative_to(scratch_course / "grading")) in flags
+
+
+def test_demo_grading_uses_a_scratch_course_root(scratch_course):
+    labs = cli.select_labs(cli.discover_labs(scratch_course / "notebooks"), None)
+    scratch = cli.demo_course(scratch_course, labs)
+    assert scratch == scratch_course / cli.DEMO_ROOT
+    lab = labs[0].name
+    assert (scratch / "submitted" / "demo-perfect" / lab / f"{lab}.ipynb").is_file()
+    assert not (scratch_course / "grading" / "submitted").exists()
+    assert not (scratch_course / "grading" / "gradebook.db").exists()
