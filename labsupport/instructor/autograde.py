@@ -1,7 +1,7 @@
 """Sandboxed, parallel, incremental autograding with nbgrader.
 
-One *job* is one submission (a student's notebook of one lab). Each job runs in a worker
-process of its own (``python -m labsupport.instructor.autograde JOB.json``) on a private
+One *job* is one submission (a student's notebook of one lab). Worker processes (``python -m
+labsupport.instructor.autograde --serve``, one per parallel job) grade each job on a private
 scratch copy of the course: the configuration, the lab's ``source/`` and ``release/``, a
 gradebook holding only the assignments (no student), and the submission's notebook,
 repaired (:mod:`.repair`) and scanned (:mod:`.scan`) first. nbgrader's real autograde
@@ -17,6 +17,7 @@ results of every n-th submission to a folder, ``grade --merge FOLDER...`` merges
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import hashlib
 import json
@@ -503,46 +504,79 @@ def is_current(state: dict[str, dict[str, str]], job: Job, lab_sha: str) -> bool
 
 def run_jobs(jobs: Sequence[Job], root: Path, out: Path, *, workers: int = 1,
              timeout: int | None = None, progress: Any = None) -> list[Result]:
-    """Grade ``jobs`` in ``workers`` parallel worker processes; results in job order."""
+    """Grade ``jobs`` with ``workers`` worker processes at once; results in job order.
+
+    Each worker is a long-lived process of its own (``python -m
+    labsupport.instructor.autograde --serve``, one grading slot each) that grades the jobs
+    sent to it one at a time; a worker that dies is replaced for the next job."""
     out.mkdir(parents=True, exist_ok=True)
     template = template_gradebook(root, out / "template.db")
-    slots = threading.local()
-    counter = iter(range(1 << 20))
+    local = threading.local()
+    slots = iter(range(1 << 20))
     lock = threading.Lock()
+    started: list[subprocess.Popen] = []
+
+    def worker() -> subprocess.Popen:
+        if getattr(local, "process", None) is None or local.process.poll() is not None:
+            with lock:
+                local.slot = getattr(local, "slot", None)
+                if local.slot is None:
+                    local.slot = next(slots)
+                log = open(out / f".worker-{local.slot}.log", "ab")  # noqa: SIM115
+                local.process = subprocess.Popen(
+                    [sys.executable, "-m", "labsupport.instructor.autograde", "--serve"],
+                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True)
+                log.close()
+                started.append(local.process)
+        return local.process
 
     def work(job: Job) -> Result:
-        if not hasattr(slots, "slot"):
-            with lock:
-                slots.slot = next(counter)
-        spec = out / f".job-{job.lab}-{job.student}.json"
-        spec.write_text(json.dumps({"job": asdict(job), "root": str(root),
-                                    "template": str(template), "out": str(out),
-                                    "slot": slots.slot, "timeout": timeout}))
+        process = worker()
+        spec = {"job": asdict(job), "root": str(root), "template": str(template),
+                "out": str(out), "slot": local.slot, "timeout": timeout}
         folder = out / job.lab / job.student
-        process = subprocess.run([sys.executable, "-m", "labsupport.instructor.autograde",
-                                  str(spec)], capture_output=True, text=True)
-        spec.unlink(missing_ok=True)
+        (folder / "result.json").unlink(missing_ok=True)
+        try:
+            process.stdin.write(json.dumps(spec) + "\n")
+            process.stdin.flush()
+            answer = process.stdout.readline()
+        except OSError:
+            answer = ""
         try:
             result = load_result(folder / "result.json")
         except (OSError, ValueError, TypeError):
             result = Result(job.lab, job.student, False, "", lab_fingerprint(root, job.lab),
-                            error=f"the grading worker failed ({process.returncode}): "
-                                  f"{process.stderr.strip()[-300:]}")
+                            error=f"the grading worker failed ({answer.strip() or 'died'})")
             result.flags.append(_flag("", f"could not be graded: {result.error} "
                                           f"(log: {log_name(job)})"))
         if progress is not None:
             progress(result)
         return result
 
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        return list(pool.map(work, jobs))
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            return list(pool.map(work, jobs))
+    finally:
+        for process in started:
+            with contextlib.suppress(OSError):
+                process.stdin.close()
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
 
 
-def _worker(spec_path: str) -> int:
-    """Entry point of one worker process: grade the job described in ``spec_path``."""
-    spec = json.loads(Path(spec_path).read_text())
-    grade_job(Job(**spec["job"]), Path(spec["root"]), Path(spec["template"]),
-              Path(spec["out"]), slot=spec["slot"], timeout=spec.get("timeout"))
+def _serve() -> int:
+    """A worker process: grade each job spec read from stdin (one JSON line each); answer
+    ``done`` per job on stdout (nothing else may write there)."""
+    channel = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)  # anything else printed goes to the worker's log
+    for line in sys.stdin:
+        spec = json.loads(line)
+        grade_job(Job(**spec["job"]), Path(spec["root"]), Path(spec["template"]),
+                  Path(spec["out"]), slot=spec["slot"], timeout=spec.get("timeout"))
+        channel.write("done\n")
+        channel.flush()
     return 0
 
 
@@ -550,4 +584,4 @@ if __name__ == "__main__":
     from .labs import kernel_environment
 
     kernel_environment()
-    sys.exit(_worker(sys.argv[1]))
+    sys.exit(_serve())
