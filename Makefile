@@ -58,7 +58,7 @@ sandbox:
 
 test: env peers sandbox
 	$(BIN)/ruff check labsupport tests benchmarks notebooks
-	$(PEERS)/bin/python -m pytest -q -ra
+	$(PEERS)/bin/python -m pytest -q -ra --durations=30
 
 test-fast: env
 	$(BIN)/python -m pytest -q -m "not slow"
