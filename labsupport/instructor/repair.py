@@ -77,8 +77,10 @@ def _reattach(notebook: Any, release: Any, present: set[str]) -> list[tuple[str,
                if grade_id(c) and grade_id(c) not in present]
     if not missing:
         return problems
-    by_text = {c.source.strip(): (i, c) for i, c in missing
-               if not nbgrader_meta(c).get("solution")}
+    by_text: dict[str, list[tuple[int, Any]]] = {}  # identical texts are taken in order
+    for i, c in missing:
+        if not nbgrader_meta(c).get("solution"):
+            by_text.setdefault(c.source.strip(), []).append((i, c))
     # Anchor every student cell to a release position where one is known.
     anchors: list[int | None] = []
     release_ids = {grade_id(c): i for i, c in enumerate(release.cells) if grade_id(c)}
@@ -88,7 +90,8 @@ def _reattach(notebook: Any, release: Any, present: set[str]) -> list[tuple[str,
         if gid:
             anchors.append(release_ids.get(gid))
             continue
-        match = by_text.get(cell.source.strip())
+        queue = by_text.get(cell.source.strip())
+        match = queue.pop(0) if queue else None
         if match is not None and grade_id(match[1]) not in present:
             cell.metadata["nbgrader"] = copy.deepcopy(nbgrader_meta(match[1]))
             present.add(grade_id(match[1]))
