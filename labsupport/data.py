@@ -28,7 +28,7 @@ import torch
 
 from . import synthetic
 from .models import atomic_write_bytes
-from .paths import CACHE_ENV, cache_dir  # noqa: F401 (CACHE_ENV: part of this module's API)
+from .paths import CACHE_ENV, cache_dir, sha256_file  # noqa: F401 (part of this module's API)
 from .runtime import under_autograder
 
 CIFAR4_CLASSES = ("airplane", "automobile", "ship", "truck")
@@ -68,15 +68,6 @@ class CourseData:
     def __repr__(self) -> str:
         return (f"CourseData({self.name!r}: {len(self.x_train)} train / {len(self.x_test)} "
                 f"test images, classes {self.classes})")
-
-
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 # --------------------------------------------------------------------------------------

@@ -30,6 +30,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..paths import sha256_file
 from .labs import CourseError
 
 #: Every student wheel is built as of this instant (zip timestamps): 2024-01-01 00:00 UTC.
@@ -58,15 +59,6 @@ class StudentWheel:
     def name(self) -> str:
         """The wheel's file name, e.g. ``labsupport-0.1.0+s0123abcd4567-py3-none-any.whl``."""
         return self.path.name
-
-
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    """Hex sha256 of a file."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _shipped(relative: Path) -> bool:
