@@ -28,6 +28,7 @@ def run_lab(lab: Lab, *, profile: str, dataset: str, build_root: str | os.PathLi
     """
     import papermill
 
+    from ..explore import BATCH_ENV
     from ..report import OUTPUT_ENV
     from ..runtime import PROFILES
 
@@ -41,18 +42,21 @@ def run_lab(lab: Lab, *, profile: str, dataset: str, build_root: str | os.PathLi
     if seed is not None:
         params["seed"] = seed
     kernel_environment()
-    previous = os.environ.get(OUTPUT_ENV)
-    os.environ[OUTPUT_ENV] = str(out)
+    # Outputs land in build/<lab>/; exploration widgets degrade to static figures.
+    settings = {OUTPUT_ENV: str(out), BATCH_ENV: "1"}
+    previous = {name: os.environ.get(name) for name in settings}
+    os.environ.update(settings)
     try:
         papermill.execute_notebook(
             to_notebook(lab), str(out / f"{lab.name}.ipynb"), parameters=params,
             kernel_name="python3", cwd=str(out), progress_bar=progress_bar,
         )
     finally:
-        if previous is None:
-            os.environ.pop(OUTPUT_ENV, None)
-        else:
-            os.environ[OUTPUT_ENV] = previous
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
     return out
 
 
