@@ -40,6 +40,7 @@ import torch
 from torch import nn
 
 from .data import CourseData, DatasetError, cache_dir, load_course_data, sha256_file
+from .digits import digits_name, load_digits
 from .models import CorruptModelFile, build_model, load_model, save_model
 from .paths import course_asset
 from .runtime import Timer, get_device, resolve_profile
@@ -64,17 +65,28 @@ class AssetError(RuntimeError):
 #: chosen profile, the recipe's seed, optional evaluation data and a progress-bar label.
 TrainingProcedure = Callable[..., History]
 PROCEDURES: dict[str, TrainingProcedure] = {}
+#: Procedures whose weights depend on a value outside the recipe (Lab 3's course secret):
+#: procedure name -> a function returning ``(fingerprint, explicit)``, a hash of that value
+#: and whether it was set explicitly. The fingerprint is saved with the weights
+#: (``key_extra``); a cached file with another fingerprint is rebuilt when the value is
+#: explicit (an instructor changed it) and accepted when it is not (a student loading the
+#: instructor's pre-built models without knowing the value).
+KEY_EXTRAS: dict[str, Callable[[], tuple[str, bool]]] = {}
 
 
-def register_procedure(name: str) -> Callable[[TrainingProcedure], TrainingProcedure]:
+def register_procedure(name: str, *, key_extra: Callable[[], tuple[str, bool]] | None = None
+                       ) -> Callable[[TrainingProcedure], TrainingProcedure]:
     """Register a training procedure under ``name`` (the recipe's ``training.procedure``).
 
     The function is called as ``fn(model, x, y, *, params, epochs, seed, eval_data, desc)``
     and must be deterministic given ``seed`` (draw randomness from seeded generators).
+    ``key_extra``: see :data:`KEY_EXTRAS`.
     """
 
     def decorate(fn: TrainingProcedure) -> TrainingProcedure:
         PROCEDURES[name] = fn
+        if key_extra is not None:
+            KEY_EXTRAS[name] = key_extra
         return fn
 
     return decorate
@@ -151,6 +163,13 @@ class Recipe:
     @property
     def config(self) -> dict[str, Any]:
         return dict(self.spec.get("config", {}))
+
+    @property
+    def data(self) -> str:
+        """The dataset family the recipe trains on: ``"course"`` (the course dataset,
+        :func:`~labsupport.data.load_course_data`) or ``"digits"``
+        (:func:`~labsupport.digits.load_digits`)."""
+        return str(self.spec.get("data", "course"))
 
     @property
     def training(self) -> dict[str, Any]:
@@ -245,7 +264,7 @@ def get_recipe(name: str) -> Recipe:
 
 def _dataset_key(name: str) -> str:
     """A folder name for a dataset: its name, or for an npz path its stem and checksum."""
-    if name in ("cifar4", "synthetic"):
+    if name in ("cifar4", "synthetic", "mnist", "digits"):
         return name
     path = Path(name).expanduser()
     if path.is_file():
@@ -255,11 +274,24 @@ def _dataset_key(name: str) -> str:
                      "'auto' or the path of an existing dataset-full.npz.")
 
 
-def _resolve_dataset(dataset: str | os.PathLike[str] | CourseData
+def _resolve_dataset(dataset: str | os.PathLike[str] | CourseData, family: str = "course"
                      ) -> tuple[str, Callable[[], CourseData]]:
-    """``(cache key, loader)`` for a dataset argument; ``auto`` is resolved by loading."""
+    """``(cache key, loader)`` for a dataset argument; ``auto`` is resolved by loading.
+
+    For the ``digits`` family, a course dataset name means its digits counterpart
+    (``cifar4`` -> ``mnist``, ``synthetic`` -> ``digits``), so one ``--dataset`` builds
+    every asset."""
     if isinstance(dataset, CourseData):
         return _dataset_key(dataset.name), lambda: dataset
+    if family == "digits":
+        name = digits_name(dataset)
+        if name == "auto":
+            data = load_digits("auto")
+            return _dataset_key(data.name), lambda: data
+        return _dataset_key(name), lambda: load_digits(name)
+    if family != "course":
+        raise AssetError(f"Unknown dataset family {family!r} (the recipe's 'data'); use "
+                         "'course' or 'digits'.")
     name = os.fspath(dataset)
     if name == "auto":
         data = load_course_data("auto")
@@ -270,8 +302,7 @@ def _resolve_dataset(dataset: str | os.PathLike[str] | CourseData
 def asset_path(name: str, *, dataset: str | os.PathLike[str] | CourseData = "auto",
                profile: str = "auto") -> Path:
     """Where asset ``name`` built on ``dataset`` at ``profile`` is cached."""
-    get_recipe(name)
-    key, _ = _resolve_dataset(dataset)
+    key, _ = _resolve_dataset(dataset, get_recipe(name).data)
     return cache_dir() / "assets" / key / resolve_profile(profile) / f"{name}.pt"
 
 
@@ -331,6 +362,8 @@ def _build(recipe: Recipe, data: CourseData, *, dataset_key: str, profile: str,
         "built_on": device.type,
         "torch": str(torch.__version__),
     }
+    if procedure_name in KEY_EXTRAS:
+        meta["key_extra"] = KEY_EXTRAS[procedure_name]()[0]
     return model, meta
 
 
@@ -354,6 +387,13 @@ def _load_cached(path: Path, recipe: Recipe, profile: str,
         _notice(f"the cached asset {path} was built from another version of its recipe; "
                 "rebuilding it.")
         return None
+    key_extra = KEY_EXTRAS.get(str(recipe.training.get("procedure")))
+    if key_extra is not None:
+        value, explicit = key_extra()
+        if explicit and meta.get("key_extra") != value:
+            _notice(f"the cached asset {path} was built with another course secret; "
+                    "rebuilding it.")
+            return None
     return model, meta
 
 
@@ -384,7 +424,7 @@ def load_asset(name: str, *, dataset: str | os.PathLike[str] | CourseData = "aut
     device = _device(device)
     profile = resolve_profile(profile, device)
     recipe.sizes(profile)  # a clear error for a profile the recipe lacks
-    key, loader = _resolve_dataset(dataset)
+    key, loader = _resolve_dataset(dataset, recipe.data)
     path = cache_dir() / "assets" / key / profile / f"{name}.pt"
     cached = _load_cached(path, recipe, profile, device)
     if cached is not None:
@@ -422,14 +462,27 @@ def build_assets(names: Sequence[str] | None = None, *,
     for name in selected:
         get_recipe(name)  # fail before building anything
     device = _device(device)
-    key, loader = _resolve_dataset(dataset)
-    if isinstance(dataset, str) and dataset == "auto":
-        dataset = loader()  # resolve once
+    resolved: dict[str, tuple[str, Any]] = {}  # dataset family -> (cache key, dataset)
     paths = {}
     for name in selected:
+        family = get_recipe(name).data
+        if family not in resolved:
+            key, loader = _resolve_dataset(dataset, family)
+            auto = isinstance(dataset, str) and dataset == "auto"
+            resolved[family] = (key, loader() if auto else dataset)  # resolve auto once
+        key, family_dataset = resolved[family]
         path = cache_dir() / "assets" / key / resolve_profile(profile, device) / f"{name}.pt"
         if force:
             path.unlink(missing_ok=True)
-        load_asset(name, dataset=dataset, profile=profile, device=device)
+        load_asset(name, dataset=family_dataset, profile=profile, device=device)
         paths[name] = path
     return paths
+
+
+# --------------------------------------------------------------------------------------
+# Procedures of the labs' own modules
+
+from . import neural_cleanse as _neural_cleanse  # noqa: E402 (registers after the registry)
+
+register_procedure("neural_cleanse_suspect",
+                   key_extra=_neural_cleanse._cache_key)(_neural_cleanse._procedure)

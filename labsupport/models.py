@@ -248,3 +248,57 @@ def load_model(
         ) from error
     model.to(map_location).eval()
     return model, meta
+
+
+# --------------------------------------------------------------------------------------
+# The digits CNN (Lab 6 and 7)
+
+#: Pixel mean and standard deviation of the MNIST training set.
+MNIST_MEAN = (0.1307,)
+MNIST_STD = (0.3081,)
+
+
+@register_architecture
+class DigitsCNN(nn.Module):
+    """A small CNN for 28x28 grey-scale digits: two conv blocks and a two-layer classifier.
+
+    Takes (N, 1, 28, 28) images in [0, 1] (normalisation inside); ``model.conv2`` is the
+    last convolutional block (``DigitsCNN.LAST_CONV``).
+    """
+
+    LAST_CONV = "conv2"
+
+    def __init__(self, num_classes: int = 10, *, channels: Sequence[int] = (16, 32),
+                 hidden: int = 128, mean: Sequence[float] = MNIST_MEAN,
+                 std: Sequence[float] = MNIST_STD) -> None:
+        super().__init__()
+        if len(channels) != 2:
+            raise ValueError(f"DigitsCNN has two conv blocks; got channels={channels!r}.")
+        self.num_classes = num_classes
+        self.config = {"num_classes": num_classes, "channels": list(channels),
+                       "hidden": hidden, "mean": list(mean), "std": list(std)}
+        c1, c2 = channels
+        self.normalize = Normalize(mean, std)
+        self.conv1 = conv_block(1, c1)
+        self.conv2 = conv_block(c1, c2)
+        self.classifier = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(c2 * 7 * 7, hidden),
+            nn.ReLU(inplace=False),
+            nn.Linear(hidden, num_classes),
+        )
+
+    @property
+    def last_conv(self) -> nn.Sequential:
+        """The last convolutional block before the classifier."""
+        return getattr(self, self.LAST_CONV)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits (N, num_classes) of a batch of [0, 1] digit images (N, 1, 28, 28)."""
+        if x.dim() != 4 or tuple(x.shape[1:]) != (1, 28, 28):
+            raise ValueError(f"DigitsCNN expects grey-scale digits shaped (N, 1, 28, 28); got "
+                             f"{tuple(x.shape)}. Add a batch dimension with x.unsqueeze(0).")
+        if not x.is_floating_point():
+            raise ValueError(f"DigitsCNN takes float images in [0, 1]; got {x.dtype} (use "
+                             "x.float() / 255).")
+        return self.classifier(self.conv2(self.conv1(self.normalize(x))))
