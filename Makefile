@@ -2,7 +2,9 @@
 #   make course    build and run every lab on the embedded offline dataset (results in build/)
 #   make test      run all tests (what CI runs)
 #   make release   build the student notebooks into grading/release/
+#   make collect LAB=lab1 FROM=submissions.zip [ROSTER=ids.csv]  LMS download -> grading/submitted/
 #   make grade     autograde new or changed submissions (sandboxed, in parallel); grades.csv
+#   make feedback  one HTML page per student and lab (hidden tests redacted), grading/feedback/
 #   make backup-gradebook  copy grading/gradebook.db and the CSVs to grading/backups/<time>/
 #   make reset-grading     back up, then remove the gradebook and every grade record
 #   make assets    pre-build every pre-trained model the labs hand out (GPU when present)
@@ -23,7 +25,7 @@ PROFILE ?= cpu
 DATASET ?= synthetic
 
 .PHONY: env peers sandbox course test test-fast release grade assets student-bundle bench lint \
-	clean backup-gradebook reset-grading
+	clean backup-gradebook reset-grading collect feedback
 
 env: $(STAMP)
 
@@ -68,6 +70,13 @@ release: env
 
 grade: env sandbox
 	$(BIN)/labsupport grade
+
+collect: env
+	@test -n "$(LAB)" -a -n "$(FROM)" || { echo "usage: make collect LAB=lab1 FROM=submissions.zip [ROSTER=ids.csv] [FORCE=1]"; exit 2; }
+	$(BIN)/labsupport collect $(LAB) "$(FROM)" $(if $(ROSTER),--roster "$(ROSTER)") $(if $(FORCE),--force)
+
+feedback: env
+	$(BIN)/labsupport feedback
 
 assets: env
 	$(BIN)/labsupport assets build --all --dataset $(DATASET)

@@ -47,3 +47,29 @@ c.Autograde.sanitize_preprocessors = [
     RestoreMissingCells,
     CheckCellMetadata,
 ]
+
+# `labsupport collect LAB DOWNLOAD` (nbgrader's zip_collect): the student id and the file's
+# name are read from each file's path in the LMS download (relative, with a leading "/") by
+# the first of these patterns that matches; add or replace patterns for another LMS (groups
+# student_id and file_id required; timestamp optional, else the file's time in the archive).
+c.ZipCollectApp.collector_plugin = "labsupport.instructor.collect.LmsCollector"
+c.ZipCollectApp.extractor_plugin = "labsupport.instructor.collect.TimeKeepingExtractor"
+c.LmsCollector.named_regexps = [
+    # Canvas: <name>_<user id>_<submission id>_<file>, <name>_LATE_<user id>_..._<file>
+    r"(?:.*/)?(?P<name>[^/_]+)(?P<late>_LATE)?_(?P<student_id>\d+)_(?P<submission_id>\d+)_"
+    r"(?P<file_id>[^/]+)$",
+    # Moodle: <Full Name>_<id>_assignsubmission_file_<file>, or files in a folder so named
+    r"(?:.*/)?(?P<name>[^/_]+)_(?P<student_id>\d+)_assignsubmission_file"
+    r"(?:_|_?/(?:[^/]+/)*)(?P<file_id>[^/]+)$",
+    # GitHub Classroom (gh classroom clone): <assignment>-submissions/<assignment>-<user>/...
+    r"(?:.*/)?(?P<assignment>[^/]+)-submissions/(?P=assignment)-"
+    r"(?P<student_id>[A-Za-z0-9][A-Za-z0-9-]*)/(?:[^/]+/)*(?P<file_id>[^/]+)$",
+]
+
+# Feedback (`labsupport feedback`, and nbgrader's own generate_feedback or the formgrader's
+# button): hidden-test cells show their name, points and result only, never their code.
+c.GenerateFeedback.preprocessors = [
+    "nbgrader.preprocessors.GetGrades",
+    "labsupport.instructor.feedback.RedactHiddenTests",
+    "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
+]

@@ -2,8 +2,11 @@
 
     labsupport release [LAB ...]                 notebooks/ -> grading/source -> grading/release
     labsupport validate [LAB ...]                source passes every test, release passes none
+    labsupport validate NOTEBOOK.ipynb ...       a student's notebook: which visible tests pass
+    labsupport collect LAB DOWNLOAD [--roster F] an LMS download -> grading/submitted/
     labsupport grade [LAB ...] [--jobs N]        autograde grading/submitted (sandboxed), write
                                                  grades.csv and flags.csv; --shard i/n, --merge
+    labsupport feedback [LAB ...]                grading/feedback/<student>/<lab>/<lab>.html
     labsupport run LAB --profile P --dataset D   papermill one lab into build/<lab>/
     labsupport course --profile P --dataset D    run every lab, print a summary of the results
     labsupport assets build [NAME ...] --all     pre-build the models the labs hand out
@@ -48,6 +51,9 @@ def cmd_release(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    notebooks = [name for name in args.labs if name.endswith(".ipynb")]
+    if notebooks:
+        return _self_check(notebooks, args.labs, args.timeout)
     from .grading import load_config, release, validate
 
     root, labs = _labs(args)
@@ -75,6 +81,50 @@ def cmd_validate(args: argparse.Namespace) -> int:
                 else:
                     print(f"{lab.name} {kind}: ok ({expect})")
     return status
+
+
+def _self_check(notebooks: list[str], names: list[str], timeout: int) -> int:
+    """``validate NOTEBOOK.ipynb``: the student's self-check (:mod:`labsupport.selfcheck`)."""
+    from ..selfcheck import main as self_check
+
+    if len(notebooks) != len(names):
+        raise CourseError("Give either lab names (validate the course's labs) or notebook "
+                          "files (check a student's notebook), not both.")
+    return self_check([*notebooks, "--timeout", str(timeout)])
+
+
+def cmd_collect(args: argparse.Namespace) -> int:
+    from .collect import CollectError, collect, format_report, read_roster
+
+    root, labs = _labs(argparse.Namespace(labs=[args.lab]))
+    try:
+        roster = read_roster(args.roster) if args.roster else None
+        report = collect(root / "grading", labs[0].name, args.download, roster=roster,
+                         force=args.force)
+    except CollectError as error:
+        raise CourseError(str(error)) from error
+    print(format_report(report))
+    if report.needs_attention:
+        print("Some files need your attention (above); the others were collected.",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_feedback(args: argparse.Namespace) -> int:
+    from .feedback import generate
+
+    root, labs = _labs(args)
+    grading_root = root / DEMO_ROOT if args.demo else root / "grading"
+    report = generate(grading_root, [lab.name for lab in labs], students=args.student or None)
+    where = grading_root.relative_to(root)
+    for path in report.files:
+        print(f"wrote {path.relative_to(root)}")
+    for student, lab, reason in report.skipped:
+        print(f"no feedback for {student} {lab}: {reason} (run `labsupport grade` first)")
+    print(f"{len(report.files)} feedback files in {where}/feedback/, each checked for "
+          "hidden-test text (none found). Hand each student their own file.")
+    return 0
 
 
 DEMO_ROOT = Path("build") / "demo-grading"
@@ -241,9 +291,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("labs", nargs="*", help="labs to release (default: all)")
     p.set_defaults(func=cmd_release)
 
-    p = sub.add_parser("validate", help="check the source passes its tests, the release none")
-    p.add_argument("labs", nargs="*", help="labs to validate (default: all)")
+    p = sub.add_parser("validate", help="check the source passes its tests, the release none; "
+                                        "or, given .ipynb files, which visible tests a "
+                                        "student's notebook passes")
+    p.add_argument("labs", nargs="*", help="labs to validate (default: all), or a student's "
+                                           "notebook files (NAME.ipynb)")
+    p.add_argument("--timeout", type=int, default=120,
+                   help="seconds a cell may run when checking a student's notebook")
     p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("collect", help="import an LMS download (Canvas, Moodle, GitHub "
+                                       "Classroom) into grading/submitted/")
+    p.add_argument("lab", help="the lab the download is for (lab1, 1, or the source's stem)")
+    p.add_argument("download", help="the zip (or folder) the LMS exported")
+    p.add_argument("--roster", default=None,
+                   help="CSV of student ids (a column student_id or id, else the first): "
+                        "report students with no submission")
+    p.add_argument("--force", action="store_true",
+                   help="replace submissions that were already graded (the old ones are "
+                        "backed up in grading/backups/)")
+    p.set_defaults(func=cmd_collect)
+
+    p = sub.add_parser("feedback", help="one HTML page per student and lab, hidden tests "
+                                        "redacted, in grading/feedback/")
+    p.add_argument("labs", nargs="*", help="labs (default: all)")
+    p.add_argument("--student", action="append", default=None,
+                   help="only this student (repeatable)")
+    p.add_argument("--demo", action="store_true",
+                   help=f"for the demo grading (`grade --demo`) in {DEMO_ROOT}/")
+    p.set_defaults(func=cmd_feedback)
 
     p = sub.add_parser("grade", help="autograde grading/submitted; write grading/grades.csv")
     p.add_argument("labs", nargs="*", help="labs to grade (default: all)")
