@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from .answers import withheld
 from .runtime import eval_mode, model_device
 
 NORMS = ("linf", "l2")
@@ -271,6 +272,7 @@ def pgd(
 # FGSM and success rate
 
 
+@withheld("Lab 6, task fgsm")
 def fgsm(
     model: nn.Module,
     x: torch.Tensor,
@@ -282,7 +284,10 @@ def fgsm(
 ) -> torch.Tensor:
     """Fast gradient sign method (Goodfellow et al., 2015): one signed gradient step of
     size ``eps``, ``clip(x + eps * sign(grad_x loss(x, y)), 0, 1)``; targeted: minus the
-    step, with ``y`` the target labels."""
+    step, with ``y`` the target labels.
+
+    FGSM is a graded task of Lab 6, so this function refuses to run inside a function
+    defined in a notebook (:func:`labsupport.answers.withheld`)."""
     _check_inputs(x, y, eps, batch_size)
     device = model_device(model)
     with torch.inference_mode(False), torch.enable_grad(), eval_mode(model):
