@@ -276,6 +276,22 @@ def feedback_config(root: str | os.PathLike[str]) -> Any:
     return config
 
 
+def _jupyter_data_dir() -> None:
+    """Put the Jupyter data folder of nbconvert's own environment on ``JUPYTER_PATH``.
+
+    nbgrader's feedback template extends nbconvert's ``classic`` template, which nbconvert
+    looks for under ``sys.prefix``: an environment layered on the course one (``.venv-peers``)
+    does not have it there.
+    """
+    import nbconvert
+    from jupyter_core.paths import jupyter_path
+
+    data = Path(nbconvert.__file__).resolve().parents[4] / "share" / "jupyter"
+    if (data / "nbconvert" / "templates").is_dir() and str(data) not in jupyter_path():
+        os.environ["JUPYTER_PATH"] = os.pathsep.join(
+            p for p in (os.environ.get("JUPYTER_PATH", ""), str(data)) if p)
+
+
 def generate(root: str | os.PathLike[str], labs: Sequence[str], *,
              students: Sequence[str] | None = None) -> FeedbackReport:
     """Write ``feedback/<student>/<lab>/<lab>.html`` for every autograded submission of
@@ -286,6 +302,7 @@ def generate(root: str | os.PathLike[str], labs: Sequence[str], *,
     root = Path(root).resolve()
     if not (root / "gradebook.db").is_file():
         raise GradingError(f"No gradebook in {root}; grade first (`labsupport grade`).")
+    _jupyter_data_dir()
     grader = api(root, feedback_config(root))
     report = FeedbackReport()
     for lab in labs:

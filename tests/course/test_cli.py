@@ -64,7 +64,8 @@ def test_assets_build_calls_the_assets_module(scratch_course, monkeypatch):
 
 def test_every_command_has_help():
     parser = cli.build_parser()
-    for command in ("release", "validate", "grade", "run", "course", "assets"):
+    for command in ("release", "validate", "grade", "run", "course", "assets", "collect",
+                    "feedback"):
         with pytest.raises(SystemExit) as exit_info:
             parser.parse_args([command, "--help"])
         assert exit_info.value.code == 0
@@ -93,3 +94,20 @@ def test_demo_grading_uses_a_scratch_course_root(scratch_course):
     assert (scratch / "submitted" / "demo-perfect" / lab / f"{lab}.ipynb").is_file()
     assert not (scratch_course / "grading" / "submitted").exists()
     assert not (scratch_course / "grading" / "gradebook.db").exists()
+
+
+def test_validate_takes_lab_names_or_notebooks_not_both(scratch_course, capsys):
+    notebook = scratch_course / "mine.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(), notebook)
+    assert cli.main(["validate", str(notebook), LABS[0].name]) == 2
+    assert "not both" in capsys.readouterr().err
+    assert cli.main(["validate", str(scratch_course / "missing.ipynb")]) == 2
+    assert "No notebook at" in capsys.readouterr().err
+
+
+def test_collect_and_feedback_say_what_is_wrong(scratch_course, capsys):
+    assert cli.main(["collect", LABS[0].name, "no-such.zip"]) == 2
+    assert "No download at" in capsys.readouterr().err
+    assert cli.main(["collect", "lab99", "no-such.zip"]) == 2
+    assert cli.main(["feedback"]) == 2
+    assert "No gradebook" in capsys.readouterr().err
