@@ -65,8 +65,20 @@ def test_selfcheck_reports_each_visible_test_without_nbgrader(tmp_path, monkeypa
     assert path.read_bytes() == before  # the student's file is not touched
 
 
-def test_selfcheck_command_exit_codes(tmp_path, capsys):
-    assert selfcheck.main([str(_student_notebook(tmp_path))]) == 1
+def test_selfcheck_command_exit_codes(tmp_path, monkeypatch, capsys):
+    results = {"good.ipynb": [selfcheck.TestResult("t", 1.0, True)],
+               "bad.ipynb": [selfcheck.TestResult("t", 1.0, False, "AssertionError")]}
+    real = selfcheck.check
+
+    def fake(path, **kwargs):
+        name = Path(path).name
+        if name not in results:
+            return real(path, **kwargs)
+        return selfcheck.CheckReport(name, results[name])
+
+    monkeypatch.setattr(selfcheck, "check", fake)
+    assert selfcheck.main(["good.ipynb"]) == 0
+    assert selfcheck.main(["good.ipynb", "bad.ipynb"]) == 1
     assert selfcheck.main([str(tmp_path / "missing.ipynb")]) == 2
     assert "No notebook at" in capsys.readouterr().err
     (tmp_path / "broken.ipynb").write_text("{ not json")
