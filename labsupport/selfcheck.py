@@ -139,7 +139,11 @@ def _colab_notebook() -> Any:
 def _find_notebook() -> Path | None:
     """The notebook this kernel belongs to, when Jupyter says (``JPY_SESSION_NAME``)."""
     name = os.environ.get("JPY_SESSION_NAME", "")
-    return Path(name) if name.endswith(".ipynb") and Path(name).is_file() else None
+    if not name.endswith(".ipynb"):
+        return None
+    # An absolute path, or one relative to the server's root: the kernel runs beside it.
+    found = [p for p in (Path(name), Path.cwd() / Path(name).name) if p.is_file()]
+    return found[0] if found else None
 
 
 def check(path: str | os.PathLike[str] | None = None, *, timeout: int = 120,

@@ -2,12 +2,14 @@
 
 nbgrader's ``generate_feedback`` renders the *autograded* notebook, and that notebook holds
 the hidden tests (grading restores every test cell from the gradebook), with tracebacks that
-quote them: handing it out leaks the hidden tests to the next class. Here nbgrader's own
+quote them: handing it out leaks the hidden tests to the next class (nbgrader issues #917
+and #1156: by design, no option to hide them). Here nbgrader's own
 feedback converter runs (scores and comments from the gradebook through ``GetGrades``, HTML
 through nbconvert and nbgrader's feedback template) with one more step,
 :class:`RedactHiddenTests`: a cell holding hidden tests keeps its name, points and score,
 shows its visible part only, and its outputs become one line, passed or failed with the
-error's message (no traceback, no printed output). A summary table opens the page. The
+error's message (no traceback, no printed output); a task's mark scheme is cut as well.
+A summary table opens the page. The
 course configuration (``grading/nbgrader_config.py``) puts the same step into nbgrader's
 feedback, so the formgrader's feedback button redacts too.
 
@@ -17,6 +19,7 @@ lab's source notebook; a file that holds one is deleted and the run fails.
 
 from __future__ import annotations
 
+import contextlib
 import html
 import os
 from collections.abc import Iterable, Sequence
@@ -25,7 +28,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
-from nbgrader.preprocessors import ClearHiddenTests, NbGraderPreprocessor
+from nbgrader.preprocessors import ClearHiddenTests, ClearMarkScheme, NbGraderPreprocessor
 
 from .cells import grade_id, nbgrader_meta
 
@@ -59,15 +62,19 @@ def visible_part(cell: Any, markers: ClearHiddenTests | None = None) -> str:
 
 
 def hidden_lines(notebook: Any, markers: ClearHiddenTests | None = None) -> list[str]:
-    """The non-blank lines between the hidden-test markers of ``notebook``, stripped."""
+    """The non-blank lines between the hidden-test (and mark-scheme) markers of
+    ``notebook``, stripped."""
     markers = markers or ClearHiddenTests()
+    scheme = ClearMarkScheme()
+    pairs = [(markers.begin_test_delimeter, markers.end_test_delimeter),
+             (scheme.begin_mark_scheme_delimeter, scheme.end_mark_scheme_delimeter)]
     lines = []
     for cell in notebook.cells:
         inside = False
         for line in cell.get("source", "").splitlines():
-            if markers.begin_test_delimeter in line:
+            if any(begin in line for begin, _ in pairs):
                 inside = True
-            elif markers.end_test_delimeter in line:
+            elif any(end in line for _, end in pairs):
                 inside = False
             elif inside and line.strip():
                 lines.append(line.strip())
@@ -117,11 +124,14 @@ class RedactHiddenTests(NbGraderPreprocessor):
         markers = _markers(self)
         hidden_ids = self._source_hidden_ids(resources)
         pending = _pending(resources)
+        scheme = ClearMarkScheme(parent=self)
         rows = []
         for cell in nb.cells:
             meta = nbgrader_meta(cell)
             hidden = cell.cell_type == "code" and (has_hidden_tests(cell, markers)
                                                    or grade_id(cell) in hidden_ids)
+            with contextlib.suppress(RuntimeError):  # unbalanced markers: nothing cut
+                scheme._remove_mark_scheme_region(cell)  # a task's mark scheme, if any
             message = error_message(cell)
             if hidden:
                 # Without markers to cut at (the source says hidden): show none of it.
