@@ -31,6 +31,19 @@ c.Execute.interrupt_on_timeout = True
 c.IgnorePattern.enabled = True
 c.IgnorePattern.pattern = r"(?s).*"
 
+# What the release puts where a solution was: say what to do, also in the error an unfilled
+# task's test ends in (nbgrader's defaults are a bare "YOUR ANSWER HERE" and
+# "NotImplementedError:"). The course tests look for NotImplementedError in every stub.
+c.ClearSolutions.code_stub = {
+    "python": "# YOUR CODE HERE: replace these two lines with your solution (the task above says "
+              "what to write).\n"
+              "raise NotImplementedError(\"not written yet: write your solution in this cell, "
+              "run it, then run the test cell below\")",
+}
+c.ClearSolutions.text_stub = (
+    "YOUR ANSWER HERE: double-click this cell and replace this text with your answers to the "
+    "questions above, citing the numbers of your table and figures.")
+
 # Student code runs in the grading sandbox (labsupport.instructor.sandbox), never in the
 # grader's process: nbgrader's Execute step is replaced by SandboxedExecute (which takes
 # its per-cell limit from Execute.timeout).

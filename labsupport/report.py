@@ -1,7 +1,9 @@
-"""What a lab run leaves behind: figures (PDF and PNG, stable names) and ``results.json``.
+"""What a lab run leaves behind: figures (PDF and PNG, stable names) and the results file.
 
 Both go to :func:`output_dir`: ``$LABSUPPORT_OUTPUT`` when set (``labsupport run`` sets it
-to ``build/<lab>/``), else the current folder (beside the notebook).
+to ``build/<lab>/``, where the results file is ``results.json``), else the current folder
+(beside the notebook, where it is ``<lab>-results.json``, so that labs in one folder do not
+overwrite each other's).
 """
 
 from __future__ import annotations
@@ -102,11 +104,63 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def results_name(lab: str) -> str:
+    """The results file's name: ``results.json`` in a per-lab output folder
+    (``$LABSUPPORT_OUTPUT``), ``<lab>-results.json`` beside the notebook."""
+    if not _NAME.match(lab):
+        raise ValueError(f"lab {lab!r} must be a plain name such as 'lab1'.")
+    return "results.json" if os.environ.get(OUTPUT_ENV) else f"{lab}-results.json"
+
+
 def write_results(results: dict[str, Any], *, lab: str, profile: str, dataset: str, seed: int,
                   device: torch.device | None = None) -> Path:
-    """Write ``results.json`` (the lab's key numbers plus their provenance) atomically."""
+    """Write the lab's key numbers plus their provenance atomically; return the path.
+
+    The file is :func:`results_name` in :func:`output_dir`: ``build/<lab>/results.json``
+    under ``labsupport run``, ``<lab>-results.json`` beside the notebook otherwise.
+    """
     payload = {"lab": lab, **provenance(profile=profile, dataset=dataset, seed=seed,
                                         device=device), "results": _jsonable(results)}
-    path = output_dir() / "results.json"
+    path = output_dir() / results_name(lab)
     atomic_write_bytes(path, (json.dumps(payload, indent=2, sort_keys=False) + "\n").encode())
+    return path
+
+
+def save_table(rows: list[dict[str, Any]], name: str) -> Path:
+    """Write ``rows`` (dicts with the same keys, in column order) as ``<name>.csv`` in
+    :func:`output_dir`, atomically; the table a figure shows, as a file beside it."""
+    import csv
+    import io
+
+    stem = _check_name(name.removesuffix(".csv"))
+    if not rows or not all(isinstance(row, dict) for row in rows):
+        raise ValueError(f"save_table({name!r}): give a non-empty list of dicts (one per row).")
+    columns = list(rows[0])
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        if list(row) != columns:
+            raise ValueError(f"save_table({name!r}): every row needs the columns {columns}; "
+                             f"got {list(row)}.")
+        writer.writerow({k: _jsonable(v) for k, v in row.items()})
+    path = output_dir() / f"{stem}.csv"
+    atomic_write_bytes(path, buffer.getvalue().encode())
+    return path
+
+
+def save_weights(model: torch.nn.Module, name: str) -> Path:
+    """Save ``model``'s weights (its ``state_dict``, on the CPU) as
+    ``trained-models/<name>.pt`` in :func:`output_dir`, atomically; load them back with
+    ``model.load_state_dict(torch.load(path))``."""
+    import io
+
+    stem = _check_name(name.removesuffix(".pt"))
+    folder = output_dir() / "trained-models"
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    path = folder / f"{stem}.pt"
+    atomic_write_bytes(path, buffer.getvalue())
     return path

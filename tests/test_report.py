@@ -66,3 +66,37 @@ def test_results_json_carries_numbers_and_provenance(outdir):
 def test_caption_names_profile_dataset_device_and_seed():
     text = report.caption(profile="cpu", dataset="synthetic", seed=0, device=torch.device("cpu"))
     assert "profile cpu" in text and "synthetic" in text and "cpu (" in text and "seed 0" in text
+
+
+def test_results_beside_the_notebook_are_named_per_lab(tmp_path, monkeypatch):
+    """Labs run in one folder (no $LABSUPPORT_OUTPUT) must not overwrite each other's."""
+    monkeypatch.delenv(report.OUTPUT_ENV, raising=False)
+    monkeypatch.chdir(tmp_path)
+    paths = [report.write_results({"n": i}, lab=lab, profile="smoke", dataset="synthetic",
+                                  seed=0, device=torch.device("cpu"))
+             for i, lab in enumerate(("lab1", "lab2"))]
+    assert [p.name for p in paths] == ["lab1-results.json", "lab2-results.json"]
+    assert [json.loads((tmp_path / p.name).read_text())["results"]["n"] for p in paths] == [0, 1]
+    with pytest.raises(ValueError, match="plain name"):
+        report.results_name("../lab1")
+
+
+def test_save_table_writes_a_csv_beside_the_figures(outdir):
+    path = report.save_table([{"model": "standard", "acc": np.float32(0.5)},
+                              {"model": "free m=4", "acc": 0.25}], "free-at")
+    assert path == outdir / "free-at.csv"
+    assert path.read_text() == "model,acc\nstandard,0.5\nfree m=4,0.25\n"
+    with pytest.raises(ValueError, match="columns"):
+        report.save_table([{"a": 1}, {"b": 2}], "bad")
+    with pytest.raises(ValueError, match="non-empty"):
+        report.save_table([], "empty")
+
+
+def test_save_weights_round_trips(outdir):
+    model = torch.nn.Linear(3, 2)
+    path = report.save_weights(model, "lab1-standard")
+    assert path == outdir / "trained-models" / "lab1-standard.pt"
+    other = torch.nn.Linear(3, 2)
+    other.load_state_dict(torch.load(path, weights_only=True))
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(),
+                                                 other.state_dict().values(), strict=True))

@@ -224,7 +224,7 @@ pip install ./{wheel.name} jupyterlab
 jupyter lab notebooks/{notebooks[0]}
 ```
 
-Fill in every cell that says `raise NotImplementedError()` and run the visible test cell
+Fill in every cell that says `raise NotImplementedError(...)` and run the visible test cell
 after each task. The notebook's first code cell does nothing outside Colab.
 
 ## On Google Colab

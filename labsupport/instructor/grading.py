@@ -111,8 +111,32 @@ def release(labs: Iterable[Lab], root: str | os.PathLike[str], config: Any = Non
         if not path.is_file():
             raise GradingError(f"generate_assignment {lab.name} reported success but wrote no "
                                f"{path}.")
+        unlock_parameters(path)
         paths.append(path)
     return paths
+
+
+def unlock_parameters(path: str | os.PathLike[str]) -> bool:
+    """Let students edit the release's ``parameters`` cell (profile, dataset, knobs).
+
+    The cell stays an nbgrader *locked* cell, so grading puts the instructor's text back
+    (nbgrader's OverwriteCells) and the autograder runs the lab's own parameters (``smoke``,
+    whatever the student typed). In the student copy it is made editable and its checksum
+    removed, so that the Validate button does not report an edited parameters cell as a
+    changed test cell. Returns whether the notebook had such a cell.
+    """
+    import nbformat
+
+    notebook = nbformat.read(path, as_version=4)
+    found = False
+    for cell in notebook.cells:
+        if cell.cell_type == "code" and "parameters" in cell.metadata.get("tags", []):
+            cell.metadata["editable"] = True
+            cell.metadata.get("nbgrader", {}).pop("checksum", None)
+            found = True
+    if found:
+        nbformat.write(notebook, path)
+    return found
 
 
 # --------------------------------------------------------------------------------------

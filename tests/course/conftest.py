@@ -120,7 +120,9 @@ class CourseCache:
 
     def _grade(self, released: Released) -> Graded:
         lab, root = released.lab.name, released.root
-        good = demo.perfect(released.source, released.release)
+        # A student may edit the (editable) parameters cell; grading restores the lab's own,
+        # so the perfect submission keeps full marks although its edit names no dataset.
+        good = edited_parameters(demo.perfect(released.source, released.release))
         notebooks = {"perfect": good, "untouched": released.release}
         contents: dict[str, dict[str, Any]] = {"perfect": {}, "untouched": {}}
         for i, group in enumerate(demo.pack_bugs(planted_bugs(released.lab)), 1):
@@ -153,6 +155,21 @@ class CourseCache:
         return Graded(released, contents, grades,
                       {row.cell: row.max_score for row in report.grades}, report.flags,
                       logs, not report.failed)
+
+
+#: What a student's edit of the parameters cell adds (grading must not run it).
+PARAMETERS_EDIT = '\nprofile, dataset = "full", "no-such-dataset.npz"  # a student\'s edit\n'
+
+
+def edited_parameters(notebook: Any) -> Any:
+    """A copy of ``notebook`` whose ``parameters`` cell a student edited (:data:`PARAMETERS_EDIT`)."""
+    import copy
+
+    notebook = copy.deepcopy(notebook)
+    for cell in notebook.cells:
+        if "parameters" in cell.metadata.get("tags", []):
+            cell.source += PARAMETERS_EDIT
+    return notebook
 
 
 @pytest.fixture(scope="session")

@@ -141,3 +141,28 @@ def test_release_has_no_solution_and_no_hidden_test(lab, course):
     for cell in released.release.cells:
         if cells.is_task(cell):
             assert "NotImplementedError" in cell.source, cells.grade_id(cell)
+
+
+@pytest.mark.parametrize("lab", lab_params())
+def test_release_parameters_cell_is_editable(lab, course):
+    """Students may edit the parameters cell (e.g. the profile): it is editable in the
+    release and has no checksum (Validate would report it as changed); grading restores the
+    lab's own text (the graded batch's perfect submission edits it, tests/course/conftest.py)."""
+    cells_ = [c for c in course.released(lab).release.cells
+              if "parameters" in c.metadata.get("tags", [])]
+    assert len(cells_) == 1
+    cell = cells_[0]
+    assert cell.metadata.get("editable") is True, cell.metadata
+    assert cell.metadata["nbgrader"]["locked"] and "checksum" not in cell.metadata["nbgrader"]
+
+
+@pytest.mark.parametrize("lab", lab_params())
+def test_release_stubs_say_what_to_do(lab, course):
+    """An answer cell says what to write, and an unfilled task's error says what to do."""
+    for cell in course.released(lab).release.cells:
+        if not cells.is_answer(cell):
+            continue
+        if cell.cell_type == "code":
+            assert 'raise NotImplementedError("not written yet:' in cell.source, cell.source
+        else:
+            assert cell.source.startswith("YOUR ANSWER HERE: double-click"), cell.source
