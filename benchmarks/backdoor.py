@@ -1,12 +1,17 @@
 """Backdoor toolkit and ANP speed: what the work costs against the tensor arithmetic it needs.
 
-- **stamping** (``labsupport.backdoor.stamp``) of a batch of images with the BadNets trigger
+What the lab runs is the notebook's own code (the students' ``stamp``, ``poison_dataset``,
+``anp_mask``), executed here from the instructor solution cells; the package's versions
+(``labsupport.backdoor``, which the later labs use) are timed beside them.
+
+- **stamping** of a batch of images by the lab's ``stamp`` and by ``labsupport.backdoor.stamp``
+  with the BadNets trigger
   (3x3 patch, alpha 1) and the Blend trigger (full mask, alpha 0.2), against the *floor*:
   one fused multiply-add ``x * (1 - alpha * mask) + alpha * mask * pattern`` with both
   factors precomputed (one read and one write of the batch), and against the formula as the
   lab writes it, ``(1 - m) * x + m * ((1 - a) * x + a * p)``;
-- **poisoning** (``labsupport.backdoor.poison_dataset``) of a whole training set at rate
-  0.05, against its floor: a copy of the set plus the fused stamp of the poisoned rows,
+- **poisoning** (the lab's ``poison_dataset`` and ``labsupport.backdoor.poison_dataset``) of
+  a whole training set at rate 0.05, against its floor: a copy of the set plus the fused stamp of the poisoned rows,
   scattered back;
 - **ANP mask learning** (the lab's ``anp_mask``, executed from the notebook's solution
   cells): seconds per iteration against one plain forward + backward pass of the same model
@@ -77,7 +82,8 @@ def timed(fns: dict[str, Callable[[], object]], device: torch.device,
 
 
 def lab_anp() -> dict:
-    """The notebook's ANP solution cells (and the imports they use), executed."""
+    """The notebook's solution cells the experiments run (and the imports they use), executed:
+    ``stamp``, ``poison_dataset``, ``anp_forward``/``anp_perturb``, ``anp_mask``."""
     import jupytext
 
     notebook = jupytext.read(NOTEBOOK)
@@ -86,12 +92,13 @@ def lab_anp() -> dict:
     namespace: dict = {}
     exec("\n".join(imports), namespace)
     exec(cells["neuron_layers"].split("\nprint(")[0], namespace)
-    for grade_id in ("anp_perturb", "anp_mask"):
+    for grade_id in ("stamp", "poison_dataset", "anp_perturb", "anp_mask"):
         exec(cells[grade_id], namespace)
     return namespace
 
 
 def bench_stamping(device: torch.device, batch: int, repeats: int) -> list[tuple[str, float]]:
+    lab = lab_anp()
     x = torch.rand(batch, 3, 32, 32, generator=torch.Generator().manual_seed(0)).to(device)
     rows = []
     for trigger in (bd.bottom_right_trigger(), bd.gaussian_noise_trigger(alpha=0.2)):
@@ -102,13 +109,14 @@ def bench_stamping(device: torch.device, batch: int, repeats: int) -> list[tuple
         # Two groups: the formula's five image-sized temporaries, freed between calls, would
         # make the allocator hand the next call fresh pages to fault in.
         seconds = timed({"stamp": lambda t=t: bd.stamp(x, t),
+                         "lab": lambda t=t: lab["stamp"](x, t),
                          "floor": lambda s=scale, b=shift: torch.addcmul(b, x, s)},
                         device, repeats)
         seconds |= timed({"formula": lambda m=m, p=p, a=a: (1 - m) * x + m * ((1 - a) * x + a * p)},
                          device, repeats)
         assert torch.allclose(bd.stamp(x, t), torch.addcmul(shift, x, scale), atol=1e-6)
         rows += [(f"{kind} {t.name}", batch / seconds[kind])
-                 for kind in ("stamp", "floor", "formula")]
+                 for kind in ("stamp", "lab", "floor", "formula")]
     return rows
 
 
@@ -126,9 +134,11 @@ def bench_poisoning(device: torch.device, n: int, repeats: int) -> list[tuple[st
         out[chosen] = torch.addcmul(shift, x[chosen], scale)
         return out
 
+    lab = lab_anp()
     seconds = timed({"ours": lambda: bd.poison_dataset(x, y, t, target=0, rate=0.05, seed=0),
+                     "lab": lambda: lab["poison_dataset"](x, y, t, target=0, rate=0.05, seed=0),
                      "floor": floor}, device, repeats)
-    return [("poison_dataset", n / seconds["ours"]),
+    return [("poison_dataset", n / seconds["ours"]), ("lab poison_dataset", n / seconds["lab"]),
             ("floor: copy + stamp 5%", n / seconds["floor"])]
 
 
@@ -172,15 +182,17 @@ def main() -> None:
     print(f"\nstamping, batch {args.batch} (images/s):")
     for name in ("bottom-right", "gaussian-noise"):
         ours, floor = stamping[f"stamp {name}"], stamping[f"floor {name}"]
-        formula = stamping[f"formula {name}"]
-        print(f"  {name:>15}: stamp {ours:12,.0f} | floor {floor:12,.0f} | formula "
-              f"{formula:12,.0f} | stamp/floor {ours / floor:.2f}, stamp/formula "
-              f"{ours / formula:.2f}")
+        formula, lab = stamping[f"formula {name}"], stamping[f"lab {name}"]
+        print(f"  {name:>15}: lab stamp {lab:12,.0f} | package stamp {ours:12,.0f} | floor "
+              f"{floor:12,.0f} | formula {formula:12,.0f} | lab/floor {lab / floor:.2f}, "
+              f"package/floor {ours / floor:.2f}, package/formula {ours / formula:.2f}")
 
     poisoning = dict(bench_poisoning(device, args.train, args.repeats))
     ours, floor = poisoning["poison_dataset"], poisoning["floor: copy + stamp 5%"]
-    print(f"\npoisoning {args.train:,} images at rate 0.05 (images/s): poison_dataset "
-          f"{ours:,.0f} | floor {floor:,.0f} | ratio {ours / floor:.2f}")
+    lab = poisoning["lab poison_dataset"]
+    print(f"\npoisoning {args.train:,} images at rate 0.05 (images/s): lab poison_dataset "
+          f"{lab:,.0f} | package poison_dataset {ours:,.0f} | floor {floor:,.0f} | lab/floor "
+          f"{lab / floor:.2f}, package/floor {ours / floor:.2f}")
 
     anp = dict(bench_anp(device, args.profile, args.repeats, args.iters))
     it, plain = anp["ANP iteration (s)"], anp["plain forward + backward (s)"]
