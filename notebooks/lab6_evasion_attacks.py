@@ -60,7 +60,6 @@ n_images = None  # images attacked by the gradient attacks (None: the profile's)
 n_slow = None  # images attacked by HopSkipJump and One-Pixel (None: the profile's)
 
 # %% nbgrader={"grade": false, "grade_id": "setup", "locked": true, "schema_version": 3, "solution": false, "task": false}
-import csv
 import math
 import time
 
@@ -78,7 +77,7 @@ from labsupport.attacks import pgd
 from labsupport.data import load_course_data
 from labsupport.digits import load_digits
 from labsupport.explore import explore
-from labsupport.report import caption, output_dir, save_figure, use_style, write_results
+from labsupport.report import caption, save_figure, save_table, use_style, write_results
 from labsupport.runtime import get_device, resolve_profile, seed_everything
 from labsupport.train import predict
 
@@ -751,15 +750,10 @@ for name in SETS:
 # %% nbgrader={"grade": false, "grade_id": "report", "locked": true, "schema_version": 3, "solution": false, "task": false}
 COLUMNS = ["n", "benign_accuracy", "adversarial_accuracy", "success_rate", "l2_mean",
            "l2_median", "linf_mean", "linf_median", "seconds", "queries_per_image"]
-table_path = output_dir() / "evasion-attacks.csv"
-with open(table_path, "w", newline="") as handle:
-    writer = csv.writer(handle)
-    writer.writerow(["dataset", "attack", *COLUMNS])
-    for name in SETS:
-        for attack_name, row in RESULTS[name].items():
-            writer.writerow([SETS[name]["data"].name, attack_name,
-                             *[f"{row[c]:.6g}" if isinstance(row[c], float) else row[c]
-                               for c in COLUMNS]])
+table_path = save_table([{"dataset": SETS[name]["data"].name, "attack": attack_name,
+                          **{c: row[c] for c in COLUMNS}}
+                         for name in SETS for attack_name, row in RESULTS[name].items()],
+                        "evasion-attacks")
 print(f"table written to {table_path}")
 header = f"{'dataset':>8} {'attack':>11} | " + " | ".join(f"{c:>10.10}" for c in COLUMNS)
 print(header)
