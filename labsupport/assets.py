@@ -486,3 +486,4 @@ from . import neural_cleanse as _neural_cleanse  # noqa: E402 (registers after t
 
 register_procedure("neural_cleanse_suspect",
                    key_extra=_neural_cleanse._cache_key)(_neural_cleanse._procedure)
+from . import pruning as _pruning  # noqa: E402,F401 (registers badnets, badnets_pruning_aware)
