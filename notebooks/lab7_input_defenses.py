@@ -283,7 +283,7 @@ assert one.tolist() == [0, 0, 0, 0, 1, 1, 1, 1], f"1 bit: levels 0 and 1; got {o
 fx.assert_close(two, torch.tensor([0, 0, 1, 1, 2, 2, 3, 3]) / 3, what="2 bits: levels 0, 1/3, 2/3, 1")
 model = fx.linear_classifier(seed=3)
 x = fx.images(5, seed=4)
-squeezers = [lambda b: squeeze_bits(b, 1), lambda b: spatial_smoothing(b, 3)]
+squeezers = [lambda b: squeeze_bits(b, 1), fx.box_blur]
 with fx.silent():
     scores = feature_squeezing_score(model, x, squeezers)
 fx.assert_close(torch.as_tensor(scores).flatten(), fx.squeezing_reference(model, x, squeezers),
@@ -313,7 +313,7 @@ with fx.silent():
     assert torch.allclose(squeeze_bits(x8, 8), x8, atol=1e-6), "8 bits leave 8-bit images as they are"
 model = fx.SaturatedModel(scale=3.0, seed=5)  # logits and probabilities differ a lot
 x = fx.images(6, seed=8)
-squeezers = [lambda b: squeeze_bits(b, 2), lambda b: spatial_smoothing(b, 5), lambda b: 1 - b]
+squeezers = [lambda b: squeeze_bits(b, 2), fx.box_blur, lambda b: 1 - b]
 with fx.silent():
     scores = feature_squeezing_score(model, x, squeezers)
     single = [feature_squeezing_score(model, x, [s]) for s in squeezers]

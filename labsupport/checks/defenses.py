@@ -3,6 +3,7 @@
 Everything is tiny and seeded, so a test cell runs in well under a second:
 
 - :func:`images`, :func:`labels`, :func:`eight_bit`: random images (also on the 8-bit grid).
+- :func:`box_blur`: a 3x3 mean filter, a squeezer for the squeezing tests.
 - :func:`median_reference`: ``scipy.ndimage.median_filter(mode="reflect")`` per image and
   channel, the reference for the batched median filter.
 - :func:`squeezing_reference`: Xu et al.'s score computed the slow way (one image at a time).
@@ -33,7 +34,7 @@ from .common import assert_close, quiet, silent
 
 __all__ = [
     "IMAGE_SHAPE", "BiasModel", "DropoutModel", "FeatureCNN", "FixedTeacher", "Flip",
-    "LinearModel", "SaturatedModel", "assert_close", "detector_data", "eight_bit", "images",
+    "LinearModel", "SaturatedModel", "assert_close", "box_blur", "detector_data", "eight_bit", "images",
     "labels", "linear_classifier", "median_reference", "model_state", "quiet", "silent",
     "squeezing_reference",
 ]
@@ -64,6 +65,12 @@ def labels(n: int, classes: int, *, seed: int = 0) -> torch.Tensor:
 def model_state(model: nn.Module) -> dict[str, torch.Tensor]:
     """A detached copy of the model's state dict (weights and buffers)."""
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def box_blur(x: torch.Tensor) -> torch.Tensor:
+    """A 3x3 mean filter (edge pixels repeated): a squeezer that is no lab's answer."""
+    padded = nn.functional.pad(x, (1, 1, 1, 1), mode="replicate")
+    return nn.functional.avg_pool2d(padded, 3, stride=1)
 
 
 @withheld("Lab 7, task spatial_smoothing")
