@@ -162,19 +162,17 @@ def _procedure(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, params: di
         weight_decay=float(params.get("weight_decay", 5e-4)), desc=desc)
 
 
-def reveal(*models: nn.Module) -> Plan | None:
-    """The truth about the suspects, when the secret in use is the one that built ``models``
-    (their ``asset_meta``); ``None`` otherwise (a student without the instructor's secret)."""
+def reveal(*models: nn.Module, image_shape: tuple[int, int, int]) -> Plan | None:
+    """The truth about the suspects ``models`` (for images shaped ``image_shape``), when the
+    secret in use is the one that built them (their ``asset_meta``); ``None`` otherwise (a
+    student without the instructor's secret)."""
+    if not models:
+        raise ValueError("reveal(model_a, model_b, image_shape=...) needs the suspects.")
     mine = fingerprint()
-    for model in models:
-        meta = getattr(model, "asset_meta", None) or {}
-        if meta.get("key_extra") != mine:
-            return None
-    model = models[0] if models else None
-    if model is None:
-        return plan()
-    num_classes = int(getattr(model, "num_classes", 4))
-    return plan(num_classes=num_classes)
+    if any((getattr(m, "asset_meta", None) or {}).get("key_extra") != mine for m in models):
+        return None
+    return plan(num_classes=int(getattr(models[0], "num_classes", 10)),
+                image_shape=tuple(image_shape))
 
 
 # --------------------------------------------------------------------------------------

@@ -13,8 +13,9 @@
 # %% [markdown] nbgrader={"grade": false, "grade_id": "intro", "locked": true, "schema_version": 3, "solution": false, "task": false}
 # # Lab 3 — Neural Cleanse: which suspect carries a backdoor?
 #
-# You are handed two trained classifiers, **suspect A** and **suspect B**: the same
-# architecture, trained on the same data. Exactly one of them was trained on poisoned data and
+# You are handed two trained digit classifiers, **suspect A** and **suspect B**: the same
+# architecture, trained on the same data (MNIST, or offline its stand-in built from
+# scikit-learn's digits; ten classes). Exactly one of them was trained on poisoned data and
 # carries a **backdoor**: a small patch (the *trigger*) stamped on any image sends it to one
 # *target class* (all-to-one, as in BadNets). Which suspect, which class, and what the trigger
 # looks like, you are not told.
@@ -55,7 +56,8 @@
 
 # %% tags=["parameters"] nbgrader={"grade": false, "grade_id": "parameters", "locked": true, "schema_version": 3, "solution": false, "task": false}
 profile = "auto"  # "smoke", "cpu", "full" or "auto"
-dataset = "auto"  # "cifar4", "synthetic", a path to dataset-full.npz, or "auto"
+dataset = "auto"  # "mnist", "digits" (offline), a digits-full.npz path, or "auto"; the
+# course names map to their digits counterparts ("cifar4" -> "mnist", "synthetic" -> "digits")
 seed = 0
 init_cost = 1e-3  # the L1 weight lambda at the start (the authors' INIT_COST)
 lr = 0.1  # Adam's learning rate (betas 0.5, 0.9)
@@ -83,7 +85,7 @@ from labsupport import neural_cleanse as nc
 from labsupport.answers import assert_own
 from labsupport.assets import load_asset
 from labsupport.checks import neural_cleanse as fx
-from labsupport.data import load_course_data
+from labsupport.digits import digits_name, load_digits
 from labsupport.explore import explore
 from labsupport.report import caption, output_dir, save_figure, use_style, write_results
 from labsupport.runtime import Timer, get_device, resolve_profile, seed_everything
@@ -92,11 +94,11 @@ from labsupport.train import evaluate, make_loader, predict
 PROFILE = resolve_profile(profile)
 DEVICE = get_device()
 SIZES = {
-    "smoke": dict(nc_images=32, nc_epochs=3, batch_size=32, n_test=256, n_unlearn=256,
+    "smoke": dict(nc_images=40, nc_epochs=2, batch_size=40, n_test=200, n_unlearn=256,
                   unlearn_epochs=1),
-    "cpu": dict(nc_images=320, nc_epochs=40, batch_size=64, n_test=1000, n_unlearn=2000,
+    "cpu": dict(nc_images=150, nc_epochs=60, batch_size=32, n_test=300, n_unlearn=1347,
                 unlearn_epochs=2),
-    "full": dict(nc_images=1000, nc_epochs=1000, batch_size=32, n_test=None, n_unlearn=5000,
+    "full": dict(nc_images=1000, nc_epochs=1000, batch_size=32, n_test=None, n_unlearn=10000,
                  unlearn_epochs=5),
 }[PROFILE]
 for key, value in dict(nc_epochs=nc_epochs, nc_images=nc_images,
@@ -104,14 +106,14 @@ for key, value in dict(nc_epochs=nc_epochs, nc_images=nc_images,
     if value is not None:
         SIZES[key] = value
 # The smoke profile checks the plumbing; it never downloads a dataset.
-DATA = load_course_data("synthetic" if PROFILE == "smoke" and dataset == "auto" else dataset)
-# The defender's clean images (for reverse engineering and unlearning) come from the training
-# set's end; the evaluation uses the test set.
-X_DEF = DATA.x_train[-SIZES["nc_images"]:]
-Y_DEF = DATA.y_train[-SIZES["nc_images"]:]
+DATA = load_digits("digits" if PROFILE == "smoke" and dataset == "auto" else digits_name(dataset))
+# The defender's clean images for reverse engineering are the test set's last ones; the
+# evaluation uses the others; unlearning fine-tunes on clean training images.
+X_DEF, Y_DEF = DATA.x_test[-SIZES["nc_images"]:], DATA.y_test[-SIZES["nc_images"]:]
+X_TEST = DATA.x_test[: -SIZES["nc_images"]][: SIZES["n_test"]]
+Y_TEST = DATA.y_test[: -SIZES["nc_images"]][: SIZES["n_test"]]
 X_UNLEARN = DATA.x_train[-SIZES["n_unlearn"]:]
 Y_UNLEARN = DATA.y_train[-SIZES["n_unlearn"]:]
-X_TEST, Y_TEST = DATA.x_test[: SIZES["n_test"]], DATA.y_test[: SIZES["n_test"]]
 CLASSES = list(DATA.classes)
 SUSPECTS = {}
 for name in nc.SUSPECTS:
@@ -432,7 +434,7 @@ index_big = {name: nc.anomaly_index(values) for name, values in big.items()}
 with fx.silent():
     verdict = decide(big, index_big)
 assert tuple(verdict) == (None, None), f"a large norm is no backdoor: got {verdict}"
-both = {"X": [50.0, 51.0, 49.0, 20.0, 50.5], "Y": [30.0, 2.0, 30.5, 29.5, 30.0]}
+both = {"Y": [30.0, 2.0, 30.5, 29.5, 30.0], "X": [50.0, 51.0, 49.0, 20.0, 50.5]}
 index_both = {name: nc.anomaly_index(values) for name, values in both.items()}
 with fx.silent():
     verdict = decide(both, index_both)
@@ -440,6 +442,10 @@ assert tuple(verdict) == ("Y", 1), f"both flagged: the larger index wins; got {v
 with fx.silent():
     verdict = decide({"X": both["X"]}, {"X": index_both["X"]})
 assert tuple(verdict) == ("X", 3)
+mixed = {"Z": [30.0, 31.0, 29.9, 60.0, 20.0]}  # a large outlier above, a smaller one below
+with fx.silent():
+    verdict = decide(mixed, {"Z": nc.anomaly_index(mixed["Z"])})
+assert tuple(verdict) == ("Z", 4), f"the target is the smallest norm's label; got {verdict}"
 given = {"X": [3.0, 3.0, 3.0, 1.0], "Y": [3.0, 3.0, 1.0, 3.0]}
 with fx.silent():
     at_two = decide(given, {"X": [0.0, 0.0, 0.0, 2.0], "Y": [0.0, 0.0, 1.5, 0.0]})
@@ -474,8 +480,18 @@ for name in SUSPECTS:
 print("verdict:", "no model flagged" if VERDICT[0] is None else
       f"suspect {VERDICT[0]} is flagged, target {CLASSES[VERDICT[1]]} ({VERDICT[1]})")
 
+# %% nbgrader={"grade": false, "grade_id": "image_helper", "locked": true, "schema_version": 3, "solution": false, "task": false}
+def show(ax, image):
+    """Draw a (C, H, W) image in [0, 1]: grey-scale when C is 1."""
+    image = image.detach().cpu().clamp(0, 1)
+    if image.shape[0] == 1:
+        ax.imshow(image[0], cmap="gray", vmin=0, vmax=1)
+    else:
+        ax.imshow(image.permute(1, 2, 0))
+
+
 # %% nbgrader={"grade": false, "grade_id": "anomaly_figure", "locked": true, "schema_version": 3, "solution": false, "task": false}
-fig, axes = plt.subplots(1, len(SUSPECTS), figsize=(3.6 * len(SUSPECTS), 3.0), sharey=True)
+fig, axes = plt.subplots(1, len(SUSPECTS), figsize=(4.4 * len(SUSPECTS), 3.0), sharey=True)
 for ax, name in zip(np.atleast_1d(axes), SUSPECTS, strict=True):
     values = np.asarray(NORMS[name])
     median = float(np.median(values))
@@ -501,19 +517,18 @@ def show_candidates(truth=None):
     k = len(CLASSES)
     extra = 1 if truth is not None else 0
     fig, axes = plt.subplots(2 * len(SUSPECTS), k + extra,
-                             figsize=(1.5 * (k + extra), 3.0 * len(SUSPECTS)), squeeze=False)
+                             figsize=(1.1 * (k + extra), 2.3 * len(SUSPECTS)), squeeze=False)
     for row, name in enumerate(SUSPECTS):
         for label, found in enumerate(CANDIDATES[name]):
             mask, pattern = found["mask"], found["pattern"]
             axes[2 * row, label].imshow(mask, cmap="gray", vmin=0, vmax=1)
             axes[2 * row, label].set_title(f"{name}: {CLASSES[label]}\n|m| = {found['norm']:.1f}",
                                            fontsize=7)
-            axes[2 * row + 1, label].imshow((mask[None] * pattern).permute(1, 2, 0).clamp(0, 1))
+            show(axes[2 * row + 1, label], mask[None] * pattern)
         if truth is not None:
             axes[2 * row, k].imshow(truth.trigger.mask[0], cmap="gray", vmin=0, vmax=1)
             axes[2 * row, k].set_title("true trigger", fontsize=7)
-            axes[2 * row + 1, k].imshow((truth.trigger.mask * truth.trigger.pattern)
-                                        .permute(1, 2, 0))
+            show(axes[2 * row + 1, k], truth.trigger.mask * truth.trigger.pattern)
     for ax in axes.flat:
         ax.axis("off")
     fig.tight_layout()
@@ -599,7 +614,7 @@ for name, model in SUSPECTS.items():
         "reversed_attack_success": reversed_attack_success(model, X_TEST, Y_TEST, best["mask"],
                                                            best["pattern"], label),
     }
-TRUTH = nc.reveal(*SUSPECTS.values())
+TRUTH = nc.reveal(*SUSPECTS.values(), image_shape=tuple(X_TEST.shape[1:]))
 if TRUTH is not None:
     for name, model in SUSPECTS.items():
         EVALUATION[name]["true_trigger_attack_success"] = bd.attack_success_rate(
@@ -633,10 +648,10 @@ def render(suspect, label):
     fig, axes = plt.subplots(1, 2 + len(images), figsize=(1.6 * (2 + len(images)), 1.9))
     axes[0].imshow(mask, cmap="gray", vmin=0, vmax=1)
     axes[0].set_title(f"mask |m| = {found['norm']:.1f}", fontsize=7)
-    axes[1].imshow((mask[None] * pattern).permute(1, 2, 0).clamp(0, 1))
+    show(axes[1], mask[None] * pattern)
     axes[1].set_title("masked pattern", fontsize=7)
     for ax, image, p in zip(axes[2:], stamped, predicted, strict=True):
-        ax.imshow(image.permute(1, 2, 0).clamp(0, 1))
+        show(ax, image)
         ax.set_title(f"→ {CLASSES[int(p)]}", fontsize=7)
     for ax in axes:
         ax.axis("off")
