@@ -43,9 +43,10 @@
 # for epoch = 1 ... N_ep / m do
 #     for minibatch B ⊂ X do
 #         for i = 1 ... m do
+#             x_adv ← clip(x + δ, 0, 1)        # keep a valid image (see below)
 #             # Update θ with stochastic gradient descent
-#             g_θ ← E_(x,y)∈B [∇_θ l(x + δ, y, θ)]
-#             g_adv ← ∇_x l(x + δ, y, θ)
+#             g_θ ← E_(x,y)∈B [∇_θ l(x_adv, y, θ)]
+#             g_adv ← ∇_x l(x_adv, y, θ)
 #             θ ← θ − τ g_θ
 #             # Use gradients calculated for the minimization step to update δ
 #             δ ← δ + ε · sign(g_adv)
@@ -54,6 +55,10 @@
 #     end for
 # end for
 # ```
+#
+# The paper's printed algorithm feeds the network $x + \delta$ as it is; the authors' code
+# (and this lab) first clips it to the image range $[0, 1]$, the line marked above, so the
+# network only ever sees valid images.
 #
 # **What you do.** (1) Implement standard training, `standard_train`. (2) Implement free
 # adversarial training, `free_adv_train`. (3) Train both with $\epsilon = 8/255$, $m = 4$ and
@@ -64,7 +69,11 @@
 # the test cell below it. The `profile` parameter chooses the size of the experiments
 # (`smoke`: seconds, `cpu`: minutes on a laptop, `full`: the assignment scale, 20,000
 # training images, GPU recommended; `auto` picks `full` on a GPU and `cpu` otherwise). The
-# profile changes sizes, never the algorithm.
+# profile changes sizes, never the algorithm. To change it, edit the `parameters` cell below
+# (e.g. `profile = "smoke"` for a quick check) and run the cells from there; the autograder
+# ignores your edits there and always runs `smoke`. The figure, the table (`.csv`), the
+# results (`lab1-results.json`) and the trained weights (`trained-models/`) are saved beside
+# this notebook.
 
 # %% nbgrader={"grade": false, "grade_id": "colab_setup", "locked": true, "schema_version": 3, "solution": false, "task": false}
 # Google Colab setup: the release puts the pinned install of the course's support package
@@ -92,7 +101,14 @@ import torch.nn.functional as F
 from labsupport.attacks import pgd, success_rate
 from labsupport.data import load_course_data
 from labsupport.models import SimpleCNN
-from labsupport.report import caption, save_figure, use_style, write_results
+from labsupport.report import (
+    caption,
+    save_figure,
+    save_table,
+    save_weights,
+    use_style,
+    write_results,
+)
 from labsupport.runtime import Timer, get_device, resolve_profile, seed_everything
 from labsupport.train import evaluate, fit, make_loader
 
@@ -120,7 +136,8 @@ print(f"profile {PROFILE} on {DEVICE}; {DATA}; sizes {SIZES}")
 # `fit(model, loader, step, epochs=...)` runs the loop for you: for each of `epochs` epochs it
 # calls `step(model, x, y)` on every minibatch of `loader` (moved to the model's device),
 # shows a progress bar, times each epoch and returns a `History`. You write the *step*: what
-# one minibatch does to the model. The package has no training step for you to call, and the
+# one minibatch does to the model; it returns that minibatch's loss as a number
+# (`loss.item()`), which `fit` records in the `History` (`history.loss`, one mean per epoch). The package has no training step for you to call, and the
 # references the tests use refuse to run inside your functions: the tests grade your code.
 #
 # **Task.** Write `standard_train(model, loader, optimizer, *, epochs)`: minimise the mean
@@ -153,13 +170,18 @@ def standard_train(model, loader, optimizer, *, epochs):
 # %% nbgrader={"grade": true, "grade_id": "test_standard_train_visible", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
 # Your function runs on a tiny fixture (3 minibatches of 8 images, a tiny CNN) whose model
 # and optimizer record every forward pass, backward pass and optimizer step;
-# fx.check_standard_train checks the requirements above on that record.
+# fx.check_standard_train checks the requirements above on that record, including that your
+# function returns the `History` that `fit` returned (one entry per epoch).
 from labsupport.answers import assert_own
 from labsupport.checks import free_at as fx
 
 assert_own(standard_train, "standard_train")
 trace = fx.trace_training(standard_train, epochs=2)
 fx.check_standard_train(trace, epochs=2)
+from labsupport.train import History
+
+assert isinstance(trace.returned, History), (
+    f"standard_train must return the History that fit returns; got {trace.returned!r}")
 print("standard_train: visible tests passed")
 
 # %% nbgrader={"grade": true, "grade_id": "test_standard_train_hidden", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
@@ -382,7 +404,8 @@ fig, axes = plt.subplots(1, 3, figsize=(10, 3.4))
 for ax, key, label in zip(axes, ("train_seconds", "benign_accuracy", "pgd_success"),
                           ("training time (s)", "benign accuracy", "PGD success rate"),
                           strict=True):
-    labels = [f"{n}\n{RESULTS[n]['passes']} passes" for n in names]
+    labels = [f"{n}\n{RESULTS[n]['passes']} pass{'es' if RESULTS[n]['passes'] != 1 else ''}"
+              for n in names]
     ax.bar(labels, [RESULTS[n][key] for n in names], color=["0.55", "C0", "C1"][: len(names)])
     ax.set_title(label)
     if key != "train_seconds":
@@ -391,6 +414,9 @@ fig.suptitle(f"Standard vs free adversarial training (eps = {eps * 255:.0f}/255,
              f"PGD-{pgd_steps})")
 fig.tight_layout()
 save_figure(fig, "free-adversarial-training", caption=CAPTION)
+save_table([{"model": name, **row} for name, row in RESULTS.items()], "free-adversarial-training")
+for name, model in MODELS.items():  # the trained weights, as the assignment asks
+    save_weights(model, "lab1-" + name.replace(" ", "-").replace("=", ""))
 write_results(
     {"eps": eps, "pgd_steps": pgd_steps, "epochs": SIZES["epochs"], "n_train": len(DATA.x_train),
      "n_test": len(DATA.x_test), "models": RESULTS,
@@ -398,10 +424,65 @@ write_results(
     lab="lab1", profile=PROFILE, dataset=DATA.name, seed=seed, device=DEVICE)
 plt.show()
 
+# %% [markdown] nbgrader={"grade": false, "grade_id": "explore_intro", "locked": true, "schema_version": 3, "solution": false, "task": false}
+# ### Explore: the perturbation budget
+#
+# Move the slider: PGD attacks a few test images at each radius $\epsilon$, and the figure
+# shows the perturbed images with each model's prediction (green: right, red: wrong) and
+# the PGD success rate of each model at that radius on them. (In a batch run the figure is
+# drawn once, at the lab's $\epsilon$, and saved as `explore-eps.pdf`.)
+
+# %% nbgrader={"grade": false, "grade_id": "explore", "locked": true, "schema_version": 3, "solution": false, "task": false}
+from labsupport.explore import explore
+
+X_SHOW, Y_SHOW = DATA.x_test[:6], DATA.y_test[:6]
+X_RATE, Y_RATE = DATA.x_test[:64], DATA.y_test[:64]
+_ADVERSARIAL = {}
+
+
+def adversarial(name, radius, x, y):
+    """PGD examples at `radius` against MODELS[name] (cached: the slider revisits values)."""
+    key = (name, radius, len(x))
+    if key not in _ADVERSARIAL:
+        _ADVERSARIAL[key] = x.clone() if radius == 0 else pgd(
+            MODELS[name], x, y, eps=radius, steps=pgd_steps, random_start=True, seed=seed)
+    return _ADVERSARIAL[key]
+
+
+def render_eps(eps_255):
+    """PGD examples at eps_255 / 255 against each model, with predictions and success rates."""
+    radius = eps_255 / 255
+    fig, axes = plt.subplots(len(MODELS), len(X_SHOW), figsize=(1.5 * len(X_SHOW), 1.8 * len(MODELS)),
+                             squeeze=False)
+    for row, name in zip(axes, MODELS, strict=True):
+        model = MODELS[name]
+        x_adv = adversarial(name, radius, X_SHOW, Y_SHOW)
+        with torch.no_grad():
+            predictions = model(x_adv.to(DEVICE)).argmax(1).cpu()
+        rate = success_rate(model, adversarial(name, radius, X_RATE, Y_RATE), Y_RATE)
+        for ax, image, label, guess in zip(row, x_adv, Y_SHOW, predictions, strict=True):
+            ax.imshow(image.permute(1, 2, 0).clamp(0, 1).numpy(), interpolation="nearest")
+            ax.set_title(DATA.classes[int(guess)], fontsize=8,
+                         color="C2" if int(guess) == int(label) else "C3")
+            ax.set_xticks([])
+            ax.set_yticks([])
+        row[0].set_ylabel(f"{name}\nPGD success {rate:.2f}", fontsize=8)
+    fig.suptitle(f"PGD-{pgd_steps} at eps = {eps_255:g}/255 (true classes: "
+                 f"{', '.join(DATA.classes[int(c)] for c in Y_SHOW)})", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+EPS_CHOICES = sorted({0, 2, 4, 8, 16, round(eps * 255)})
+figure = explore(render_eps, static={"eps_255": round(eps * 255)}, eps_255=EPS_CHOICES)
+if isinstance(figure, plt.Figure):  # a batch run: the static view, saved with the others
+    save_figure(figure, "explore-eps", caption=CAPTION)
+
 # %% [markdown] nbgrader={"grade": false, "grade_id": "questions", "locked": true, "schema_version": 3, "solution": false, "task": false}
 # ## 7. Questions for the write-up
 #
-# Answer in the cell below, using the table and figure above (`free-adversarial-training.pdf`).
+# Answer in the cell below, using the table and figure above (`free-adversarial-training.pdf`
+# and `.csv`, saved beside this notebook; under `labsupport run`, in `build/lab1/`).
 #
 # 1. **Cost.** How do the training times of standard training and free adversarial training
 #    compare, and why? How many forward/backward passes would a 7-step PGD adversarial

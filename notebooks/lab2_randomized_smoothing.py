@@ -24,9 +24,14 @@
 #    \varepsilon \sim \mathcal{N}(0, \sigma^2 I). $$
 #
 # **Theorem (Cohen et al., Thm. 1).** If the top class $c_A$ has probability at least
-# $\underline{p_A} > \tfrac12$ under the noise, then $g(x + \delta) = c_A$ for every
-# $\|\delta\|_2 < R = \sigma\, \Phi^{-1}(\underline{p_A})$, where $\Phi^{-1}$ is the standard
-# normal quantile function.
+# $\underline{p_A}$ under the noise and every other class at most
+# $\overline{p_B} \le \underline{p_A}$, then $g(x + \delta) = c_A$ for every
+# $\|\delta\|_2 < R = \tfrac{\sigma}{2}\big(\Phi^{-1}(\underline{p_A}) -
+# \Phi^{-1}(\overline{p_B})\big)$, where $\Phi^{-1}$ is the standard normal quantile
+# function. Like the paper's CERTIFY, this lab bounds only $p_A$ and uses
+# $\overline{p_B} = 1 - \underline{p_A}$ (all the remaining probability could be one
+# class); since $\Phi^{-1}(1 - p) = -\Phi^{-1}(p)$, the radius becomes
+# $R = \sigma\, \Phi^{-1}(\underline{p_A})$, positive when $\underline{p_A} > \tfrac12$.
 #
 # $g$ cannot be evaluated exactly, so the paper estimates it by Monte Carlo sampling, with
 # statistical guarantees (its pseudocode, which you will implement):
@@ -58,6 +63,9 @@
 # the test cell below it. The long experiment cells show a progress bar; the `profile`
 # parameter chooses their size (`smoke`: seconds, `cpu`: minutes on a laptop, `full`: the
 # assignment scale, GPU recommended; `auto` picks `full` on a GPU and `cpu` otherwise).
+# To change it, edit the `parameters` cell below and run the cells from there; the
+# autograder ignores your edits there and always runs `smoke`. The figures, the table
+# (`.csv`) and the results (`lab2-results.json`) are saved beside this notebook.
 
 # %% nbgrader={"grade": false, "grade_id": "colab_setup", "locked": true, "schema_version": 3, "solution": false, "task": false}
 # Google Colab setup: the release puts the pinned install of the course's support package
@@ -87,7 +95,7 @@ from torch import nn
 
 from labsupport.assets import load_asset
 from labsupport.data import load_course_data
-from labsupport.report import caption, save_figure, use_style, write_results
+from labsupport.report import caption, save_figure, save_table, use_style, write_results
 from labsupport.runtime import Timer, get_device, resolve_profile, seed_everything
 from labsupport.train import fit, make_loader, progress
 
@@ -107,7 +115,8 @@ for key, value in dict(n0=n0, n=n, batch_size=batch_size, n_images=n_images).ite
     if value is not None:
         SIZES[key] = int(value)
 seed_everything(seed)
-DATA = load_course_data(dataset)
+# The smoke profile checks the plumbing; it never downloads a dataset.
+DATA = load_course_data("synthetic" if PROFILE == "smoke" and dataset == "auto" else dataset)
 CAPTION = caption(profile=PROFILE, dataset=DATA.name, seed=seed, device=DEVICE)
 use_style()
 print(f"profile {PROFILE} on {DEVICE}; {DATA}; sizes {SIZES}")
@@ -375,7 +384,7 @@ def _lower_confidence_bound(self, NA: int, N: int, alpha: float) -> float:
 
     :param NA: the number of "successes"
     :param N: the number of total draws
-    :param alpha: the confidence level
+    :param alpha: the failure probability (the bound holds with probability at least 1 - alpha)
     :return: a lower bound on the binomial proportion which holds true w.p at least (1 - alpha) over the samples
     """
     ### BEGIN SOLUTION
@@ -519,7 +528,10 @@ for sigma, model in BASE.items():
 #
 # The **certified accuracy at radius $r$** is the fraction of test images that the smoothed
 # classifier classifies correctly *and* certifies with radius at least $r$ (Cohen et al.,
-# Sec. 4): an abstention or a wrong class never counts. Write `certified_accuracy`, which
+# Sec. 4): an abstention or a wrong class never counts. Each certificate holds with
+# probability at least $1 - \alpha$ over the Monte Carlo samples, so the certified accuracy
+# is itself a statement that holds with high probability (Cohen et al. report the same
+# quantity, with $\alpha = 0.001$), not a certainty. Write `certified_accuracy`, which
 # takes the per-image predictions, true labels and radii (NumPy arrays) and a sequence of
 # radii, and returns a NumPy float array with the certified accuracy at each of them.
 #
@@ -627,13 +639,56 @@ plot_curves({f"σ = {s:.2f}": (CERTIFIED[f"noise-{s:.2f}"], s) for s in SIGMAS},
             "randomized-smoothing-acc-vs-radius", "Randomized smoothing (Cohen et al.)")
 TABLE = table(CERTIFIED)
 
+# %% [markdown] nbgrader={"grade": false, "grade_id": "explore_intro", "locked": true, "schema_version": 3, "solution": false, "task": false}
+# ### Explore: σ, n and α
+#
+# The certified radius depends on the model only through the fraction of votes $n_A / n$
+# for the top class. Move the sliders to see the radius your `certify` would return
+# ($\sigma\,\Phi^{-1}(\underline{p_A})$, with your `_lower_confidence_bound`) against
+# $n_A / n$, next to the point estimate $\sigma\,\Phi^{-1}(n_A / n)$ that ignores the
+# sampling error, and the largest certifiable radius $\sigma\,\Phi^{-1}(\alpha^{1/n})$. (In a
+# batch run the figure is drawn once, at the lab's settings, and saved as
+# `explore-radius.pdf`.)
+
+# %% nbgrader={"grade": false, "grade_id": "explore", "locked": true, "schema_version": 3, "solution": false, "task": false}
+from labsupport.explore import explore
+
+
+def render_radius(sigma, n, alpha):
+    """Certified radius against the top class's vote fraction, for one (sigma, n, alpha)."""
+    smooth = Smooth(None, num_classes=DATA.num_classes, sigma=sigma)
+    counts = np.unique(np.linspace(n // 2, n, 80).round().astype(int))
+    bounds = np.array([smooth._lower_confidence_bound(int(k), n, alpha) for k in counts])
+    fraction = counts / n
+    certified = np.where(bounds > 0.5, sigma * norm.ppf(np.clip(bounds, 0.5, 1)), 0.0)
+    naive = sigma * norm.ppf(np.clip(fraction, 0.5, 1 - 0.5 / n))
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(fraction, certified, label=r"certified: $\sigma\,\Phi^{-1}(\underline{p_A})$")
+    ax.plot(fraction, naive, ls=":", color="0.4", label=r"point estimate $\sigma\,\Phi^{-1}(n_A/n)$")
+    ax.axhline(sigma * norm.ppf(alpha ** (1 / n)), color="C3", ls="--", lw=1,
+               label=r"largest certifiable $\sigma\,\Phi^{-1}(\alpha^{1/n})$")
+    ax.set_xlabel(r"votes for the top class, $n_A / n$")
+    ax.set_ylabel("L2 radius")
+    ax.set_title(f"σ = {sigma}, n = {n:,}, α = {alpha}", fontsize=10)
+    ax.legend(loc="upper left", fontsize=8)
+    return fig
+
+
+figure = explore(render_radius, static={"sigma": 0.20, "n": SIZES["n"], "alpha": alpha},
+                 sigma=sorted({0.05, 0.12, 0.20, 0.25, 0.5, 1.0}),
+                 n=sorted({100, 1000, 10_000, 100_000, SIZES["n"]}),
+                 alpha=sorted({0.1, 0.01, 0.001, 0.0001, alpha}))
+if isinstance(figure, plt.Figure):  # a batch run: the static view, saved with the others
+    save_figure(figure, "explore-radius", caption=CAPTION)
+
 # %% [markdown] nbgrader={"grade": false, "grade_id": "question_sigma_prompt", "locked": true, "schema_version": 3, "solution": false, "task": false}
 # ### Question 1
 #
 # What does increasing $\sigma$ from 0.05 to 0.20 do to the certified-accuracy curve, at
 # radius 0 and at large radii? Explain why, using the radius formula
 # $R = \sigma\Phi^{-1}(\underline{p_A})$, the largest certifiable radius, and what the noise
-# does to the base classifier. How would you choose $\sigma$?
+# does to the base classifier. How would you choose $\sigma$? (The figure is
+# `randomized-smoothing-acc-vs-radius.pdf`, saved beside this notebook.)
 
 # %% [markdown] nbgrader={"grade": true, "grade_id": "answer_sigma", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
 # A larger $\sigma$ trades accuracy for robustness. The radius scales with $\sigma$, and so
@@ -654,11 +709,13 @@ TABLE = table(CERTIFIED)
 # you cannot retrain). They train $D$ with two objectives:
 #
 # - **MSE**: $\;\mathbb{E}\,\|D(x + \varepsilon) - x\|_2^2$: reconstruct the clean image;
-# - **stability**: $\;\mathbb{E}\,\ell_{CE}\big(f(D(x + \varepsilon)),\, \hat y(x)\big)$
+# - **stability** (Stab): $\;\mathbb{E}\,\ell_{CE}\big(f(D(x + \varepsilon)),\, \hat y(x)\big)$
 #   with $\hat y(x) = \arg\max f(x)$: the classifier should predict on the denoised noisy
 #   image what it predicts on the clean image (no labels needed; $f$ stays frozen).
 #
-# As in the paper, the stability denoiser starts from the MSE denoiser and is fine-tuned.
+# As in the paper, we train three denoisers and name them as the paper does: **MSE** (the
+# MSE objective from scratch), **Stab** (the stability objective from scratch) and
+# **Stab+MSE** (the MSE denoiser fine-tuned with the stability objective).
 # Below, the denoiser is a small DnCNN-style network (it predicts the noise and subtracts it).
 
 # %% nbgrader={"grade": false, "grade_id": "denoiser_setup", "locked": true, "schema_version": 3, "solution": false, "task": false}
@@ -856,16 +913,23 @@ torch.manual_seed(seed)
 MSE_DENOISER = SmallDenoiser().to(DEVICE)
 history = train_denoiser(MSE_DENOISER, lambda d, x: mse_objective(d, x, denoise_sigma), "denoiser (MSE)")
 print(f"MSE denoiser: {history.seconds:.1f} s, final loss {history.loss[-1]:.4f}")
-STAB_DENOISER = copy.deepcopy(MSE_DENOISER)
+torch.manual_seed(seed)
+STAB_DENOISER = SmallDenoiser().to(DEVICE)  # Stab: the stability objective from scratch
 history = train_denoiser(STAB_DENOISER, lambda d, x: stability_objective(d, CLEAN, x, denoise_sigma),
-                         "denoiser (stability)")
-print(f"stability denoiser: {history.seconds:.1f} s, final loss {history.loss[-1]:.4f}")
+                         "denoiser (Stab)")
+print(f"Stab denoiser: {history.seconds:.1f} s, final loss {history.loss[-1]:.4f}")
+STAB_MSE_DENOISER = copy.deepcopy(MSE_DENOISER)  # Stab+MSE: MSE, then fine-tuned with Stab
+history = train_denoiser(STAB_MSE_DENOISER,
+                         lambda d, x: stability_objective(d, CLEAN, x, denoise_sigma),
+                         "denoiser (Stab+MSE)")
+print(f"Stab+MSE denoiser: {history.seconds:.1f} s, final loss {history.loss[-1]:.4f}")
 
 # %% nbgrader={"grade": false, "grade_id": "denoise_certify", "locked": true, "schema_version": 3, "solution": false, "task": false}
 DENOISED = {
     "no-noise model": CLEAN,
     "+ MSE denoiser": nn.Sequential(MSE_DENOISER, CLEAN).eval(),
-    "+ stability denoiser": nn.Sequential(STAB_DENOISER, CLEAN).eval(),
+    "+ Stab denoiser": nn.Sequential(STAB_DENOISER, CLEAN).eval(),
+    "+ Stab+MSE denoiser": nn.Sequential(STAB_MSE_DENOISER, CLEAN).eval(),
 }
 for label, model in DENOISED.items():
     CERTIFIED[label] = certify_images(model, denoise_sigma, f"certify {label}")
@@ -881,9 +945,11 @@ TABLE = table(CERTIFIED)
 # %% [markdown] nbgrader={"grade": false, "grade_id": "question_denoise_prompt", "locked": true, "schema_version": 3, "solution": false, "task": false}
 # ### Question 2
 #
-# Compare the three denoised-smoothing curves (and the dashed noise-trained reference). Why
-# does smoothing the no-noise model alone certify so little? Which denoiser objective works
-# better for certification, and why would the MSE objective not be enough?
+# Compare the denoised-smoothing curves (no denoiser, MSE, Stab, Stab+MSE, and the dashed
+# noise-trained reference; `denoised-smoothing-acc-vs-radius.pdf`, saved beside this
+# notebook). Why does smoothing the no-noise model alone certify so little? Which denoiser
+# works best for certification, and why would the MSE objective not be enough? Why does
+# the paper start the stability objective from the MSE denoiser?
 
 # %% [markdown] nbgrader={"grade": true, "grade_id": "answer_denoise", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
 # The no-noise classifier has never seen noisy images: under $\sigma = 0.20$ noise its
@@ -892,8 +958,12 @@ TABLE = table(CERTIFIED)
 # towards the data the classifier knows. The MSE denoiser reconstructs pixels on average, so
 # its outputs are blurry, and the classifier's decisions on them need not match its decisions
 # on clean images. The stability objective optimises exactly what smoothing needs, the
-# classifier's decision being constant under noise, so it certifies more (closer to the
-# noise-trained model), without touching the classifier.
+# classifier's decision being constant under noise, so Stab+MSE certifies more (closer to
+# the noise-trained model), without touching the classifier. Stab from scratch has only the
+# classifier's decisions to learn from, no pixel target, so with a short training budget it
+# starts far from a denoiser and usually does worse than Stab+MSE; starting from the MSE
+# denoiser gives the stability objective a good initialisation, which is why the paper
+# fine-tunes (its best results are Stab+MSE).
 
 # %% nbgrader={"grade": false, "grade_id": "results", "locked": true, "schema_version": 3, "solution": false, "task": false}
 RESULTS = {
@@ -906,4 +976,6 @@ RESULTS = {
     | {"no-noise model": CLEAN.asset_meta["test_accuracy"]},
     "settings": {**SIZES, "alpha": alpha, "denoise_sigma": denoise_sigma},
 }
+save_table([{"model": label, **{f"r={r}": v for r, v in row.items()}} for label, row in TABLE.items()],
+           "certified-accuracy")
 print(write_results(RESULTS, lab="lab2", profile=PROFILE, dataset=DATA.name, seed=seed, device=DEVICE))
