@@ -174,8 +174,8 @@ BUGS: dict[str, tuple[str, str, str]] = {
     ),
     "returned_in_training_mode": (
         "fine_prune",
-        "    return tuned.eval()\n",
-        "    return tuned\n",
+        "return tuned.eval()",
+        "return tuned",
     ),
 }
 
