@@ -94,7 +94,7 @@ from labsupport.train import evaluate, make_loader, predict
 PROFILE = resolve_profile(profile)
 DEVICE = get_device()
 SIZES = {
-    "smoke": dict(nc_images=40, nc_epochs=2, batch_size=40, n_test=200, n_unlearn=256,
+    "smoke": dict(nc_images=20, nc_epochs=1, batch_size=20, n_test=100, n_unlearn=128,
                   unlearn_epochs=1),
     "cpu": dict(nc_images=150, nc_epochs=60, batch_size=32, n_test=300, n_unlearn=1347,
                 unlearn_epochs=2),

@@ -45,7 +45,7 @@ def test_recipes_of_the_suspects_differ_only_in_their_letter():
     text_b = json.dumps(b, sort_keys=True).replace("suspect B", "suspect ?")
     assert text_a.replace('"A"', '"?"') == text_b.replace('"B"', '"?"')
     for word in ("backdoored", "target", "trigger", "clean"):
-        assert word not in json.dumps(a).lower().replace("may carry a backdoor", "")
+        assert word not in json.dumps(a).lower().replace("neural_cleanse", "")
 
 
 @pytest.fixture
@@ -139,7 +139,7 @@ def test_fixture_spies_read_back_labels_and_stamps():
     loss.backward()
     seen = fx.training_inputs(copy)
     assert torch.equal(seen.labels, y[:5]) and seen.all_training and seen.batch_sizes == [5]
-    stamped = x.flip(0)
+    stamped = 1 - x
     matches = fx.match_images(torch.cat([x[:2], stamped[3:4]]), x, stamped)
     assert matches.index.tolist() == [0, 1, 3] and matches.stamped.tolist() == [False, False, True]
     assert not spy.records

@@ -1,0 +1,66 @@
+"""Science of Lab 3: over several course secrets, Neural Cleanse (the reference method, at a
+small budget) flags the backdoored suspect with the right target, and not the clean one.
+
+Offline digits (scikit-learn's, ten classes), DigitsCNN trained as the asset recipe does
+(:func:`labsupport.neural_cleanse.train_suspect`), reverse engineering with the authors'
+schedule on 100 clean test images, 30 epochs per class. Two secrets, one backdooring each
+suspect.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from labsupport import backdoor as bd
+from labsupport import neural_cleanse as nc
+from labsupport.digits import load_digits
+from labsupport.models import build_model
+from labsupport.train import evaluate
+
+#: Secrets whose plans backdoor A and B respectively (checked below).
+SECRETS = ("science-0", "science-1")
+
+
+def _suspects(secret, data):
+    models = {}
+    for name in nc.SUSPECTS:
+        torch.manual_seed(0)
+        model = build_model("DigitsCNN", num_classes=10)
+        nc.train_suspect(model, data.x_train, data.y_train, suspect=name, secret=secret,
+                         epochs=8, batch_size=64, seed=0)
+        models[name] = model.eval()
+    return models
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("secret", SECRETS)
+def test_neural_cleanse_flags_the_backdoored_suspect(secret, monkeypatch):
+    monkeypatch.setenv("LABSUPPORT_PROGRESS", "0")
+    torch.set_num_threads(1)
+    data = load_digits("digits")
+    plan = nc.plan(secret, num_classes=10, image_shape=(1, 28, 28))
+    models = _suspects(secret, data)
+    x_def, y_def = data.x_test[-100:], data.y_test[-100:]
+    x_test, y_test = data.x_test[:-100], data.y_test[:-100]
+    backdoored = models[plan.backdoored]
+    assert evaluate(backdoored, x_test, y_test) > 0.9
+    assert bd.attack_success_rate(backdoored, x_test, y_test, plan.trigger,
+                                  target=plan.target) > 0.9
+    norms, indices = {}, {}
+    for name, model in models.items():
+        norms[name] = [nc.reverse_engineer(model, k, x_def, y_def, epochs=30, batch_size=50)["norm"]
+                       for k in range(10)]
+        indices[name] = nc.anomaly_index(norms[name])
+    assert nc.decide(norms, indices) == (plan.backdoored, plan.target), (norms, indices)
+    assert indices[plan.backdoored][plan.target] > 2
+    clean = plan.clean
+    smallest = int(np.argmin(norms[clean]))
+    assert indices[clean][smallest] < indices[plan.backdoored][plan.target]
+    assert nc.decide({clean: norms[clean]}, {clean: indices[clean]}) == (None, None), (
+        f"the clean suspect {clean} is flagged: norms {norms[clean]}")
+
+
+def test_science_secrets_cover_both_suspects():
+    assert {nc.plan(s).backdoored for s in SECRETS} == {"A", "B"}
