@@ -833,7 +833,7 @@ write_results(
      "course_dataset": DATA.name, "attacks": RESULTS,
      "targeted_fgsm_digits": {str(k): v for k, v in TARGETED.items()},
      "comparisons": COMPARISONS, "table": table_path.name},
-    lab="lab6", profile=PROFILE, dataset=f"{DIGITS.name}+{DATA.name}", seed=seed, device=DEVICE)
+    lab="lab6", profile=PROFILE, dataset=DATA.name, seed=seed, device=DEVICE)
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "explore_intro", "locked": true, "schema_version": 3, "solution": false, "task": false}
 # ### Explore
@@ -873,8 +873,10 @@ def render(attack, eps, image):
     return fig
 
 
-explore(render, attack=ATTACKS, eps=EXPLORE_EPS, image=list(range(len(x_few))),
-        static={"attack": "I-FGSM", "eps": 0.1})
+figure = explore(render, attack=ATTACKS, eps=EXPLORE_EPS, image=list(range(len(x_few))),
+                 static={"attack": "I-FGSM", "eps": 0.1})
+if isinstance(figure, plt.Figure):  # a batch run: the static view, saved with the others
+    save_figure(figure, "explore-evasion", caption=CAPTION)
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "questions", "locked": true, "schema_version": 3, "solution": false, "task": false}
 # ## 8. Questions for the write-up
