@@ -225,15 +225,15 @@ def compare_reference(correct_a, correct_b, confidence: float = 0.95) -> dict[st
     a = np.asarray(correct_a, dtype=bool)
     b = np.asarray(correct_b, dtype=bool)
     n = a.size
-    pa, pb = a.mean(), b.mean()
+    first, second = float(a.mean()), float(b.mean())
+    gap = first - second
     z = norm.ppf(0.5 + confidence / 2)
-    half = z * math.sqrt(pa * (1 - pa) / n + pb * (1 - pb) / n)
+    half = z * math.sqrt((first * (1 - first) + second * (1 - second)) / n)
     only_a, only_b = int((a & ~b).sum()), int((~a & b).sum())
     # McNemar's exact test is the two-sided binomial test of the discordant pairs at 1/2.
     p = binomtest(only_a, only_a + only_b, 0.5).pvalue if only_a + only_b else 1.0
-    return {"accuracy_a": float(pa), "accuracy_b": float(pb), "difference": float(pa - pb),
-            "ci_low": float(pa - pb - half), "ci_high": float(pa - pb + half),
-            "b": only_a, "c": only_b, "p_value": float(p)}
+    return dict(accuracy_a=first, accuracy_b=second, difference=gap, ci_low=gap - half,
+                ci_high=gap + half, b=only_a, c=only_b, p_value=float(p))
 
 
 def outcomes(n: int, *, accuracy_a: float, accuracy_b: float, agreement: float,
