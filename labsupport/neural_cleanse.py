@@ -235,7 +235,7 @@ def reverse_engineer(model: nn.Module, target: int, x: torch.Tensor, y: torch.Te
     schedule = _Schedule(init_cost, patience, cost_multiplier, attack_threshold,
                          early_stop_patience)
     goal = torch.full((batch_size,), int(target), device=device)
-    log: dict[str, list[float]] = {"costs": [], "successes": [], "norms": []}
+    trace: dict[str, list[float]] = {"costs": [], "successes": [], "norms": []}
     best: tuple[torch.Tensor, torch.Tensor, float, float] | None = None
     frozen = [p for p in model.parameters() if p.requires_grad]
     was_training = model.training
@@ -243,9 +243,9 @@ def reverse_engineer(model: nn.Module, target: int, x: torch.Tensor, y: torch.Te
     for p in frozen:
         p.requires_grad_(False)  # gradients for the trigger only: no wasted weight gradients
     try:
-        with torch.enable_grad():
+        with torch.set_grad_enabled(True):  # also inside a caller's no_grad()
             for _ in range(epochs):
-                hits = torch.zeros((), device=device)
+                hits = images.new_zeros(())
                 for start in range(0, len(images), batch_size):
                     batch = images[start : start + batch_size]
                     m = torch.tanh(theta_mask) * 0.5 + 0.5
@@ -260,9 +260,9 @@ def reverse_engineer(model: nn.Module, target: int, x: torch.Tensor, y: torch.Te
                     m = torch.tanh(theta_mask) * 0.5 + 0.5
                     norm = float(m.sum())
                 success = float(hits) / len(images)
-                log["costs"].append(schedule.cost)
-                log["successes"].append(success)
-                log["norms"].append(norm)
+                for key, value in (("costs", schedule.cost), ("successes", success),
+                                   ("norms", norm)):
+                    trace[key].append(value)
                 improved, stop = schedule.record(success, norm)
                 if improved:
                     with torch.no_grad():
@@ -277,10 +277,10 @@ def reverse_engineer(model: nn.Module, target: int, x: torch.Tensor, y: torch.Te
     if best is None:  # never reached the threshold: the last mask
         with torch.no_grad():
             best = (torch.tanh(theta_mask).cpu() * 0.5 + 0.5,
-                    torch.tanh(theta_pattern).cpu() * 0.5 + 0.5, log["norms"][-1],
-                    log["successes"][-1])
-    mask, pattern, norm, success = best
-    return {"mask": mask, "pattern": pattern, "norm": norm, "success": success, **log}
+                    torch.tanh(theta_pattern).cpu() * 0.5 + 0.5, trace["norms"][-1],
+                    trace["successes"][-1])
+    found = dict(zip(("mask", "pattern", "norm", "success"), best, strict=True))
+    return {**found, **trace}
 
 
 @withheld("Lab 3, task anomaly_index")

@@ -194,7 +194,7 @@ def find_candidate_backdoor(model, target, x, y, *, epochs=100, batch_size=32, i
     log = {"costs": [], "successes": [], "norms": []}
     model.eval()
     with torch.enable_grad():
-        for epoch in range(epochs):
+        for _epoch in range(epochs):
             hits = torch.zeros((), device=device)
             for xb in others.split(batch_size):
                 mask = torch.tanh(theta_m) / 2 + 0.5
@@ -642,7 +642,7 @@ plt.show()
 def render(suspect, label):
     found = CANDIDATES[suspect][label]
     mask, pattern = found["mask"], found["pattern"]
-    images = X_TEST[Y_TEST != label][:4]
+    images = X_TEST[label != Y_TEST][:4]
     stamped = (1 - mask) * images + mask * pattern
     predicted = predict(SUSPECTS[suspect], stamped)
     fig, axes = plt.subplots(1, 2 + len(images), figsize=(1.6 * (2 + len(images)), 1.9))

@@ -145,22 +145,20 @@ def replay_schedule(successes: Sequence[float], norms: Sequence[float], *, init_
     """
     cost, above, below, stalled = init_cost, 0, 0, 0
     went_up = went_down = False
-    best_norm = reference = float("inf")
+    smallest = reference = float("inf")
     best, costs, stop = None, [], None
-    for epoch, (success, norm) in enumerate(zip(successes, norms, strict=True)):
+    for epoch, (rate, size) in enumerate(zip(successes, norms, strict=True)):
         costs.append(cost)
-        if success >= attack_threshold and norm < best_norm:
-            best_norm, best = norm, epoch
-        if best_norm < float("inf"):
-            stalled = stalled + 1 if best_norm >= 0.99 * reference else 0
-        reference = min(reference, best_norm)
+        reached = rate >= attack_threshold
+        if reached and size < smallest:
+            smallest, best = size, epoch
+        if smallest != float("inf"):
+            stalled = stalled + 1 if smallest >= 0.99 * reference else 0
+        reference = min(reference, smallest)
         if went_up and went_down and stalled >= early_stop_patience:
             stop = epoch + 1
             break
-        if success >= attack_threshold:
-            above, below = above + 1, 0
-        else:
-            above, below = 0, below + 1
+        above, below = (above + 1, 0) if reached else (0, below + 1)
         if above >= patience:
             above, cost, went_up = 0, cost * cost_multiplier, True
         elif below >= patience:
