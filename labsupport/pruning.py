@@ -90,15 +90,15 @@ def channel_activations(model: nn.Module, x: torch.Tensor, *,
 def prune_channels(model: nn.Module, channels: Iterable[int]) -> nn.Module:
     """A copy of ``model`` whose last-block ``channels`` output exactly 0 (batch-norm weight
     and bias set to 0); ``model`` is unchanged."""
-    pruned = copy.deepcopy(model)
-    _, bn = block_layers(pruned)
+    copied = copy.deepcopy(model)
+    _, bn = block_layers(copied)
     index = torch.as_tensor(list(channels), dtype=torch.long)
     if len(index) and (int(index.min()) < 0 or int(index.max()) >= bn.num_features):
         raise ValueError(f"channels must lie in [0, {bn.num_features}); got {index.tolist()}.")
     with torch.no_grad():
         bn.weight[index.to(bn.weight.device)] = 0
         bn.bias[index.to(bn.bias.device)] = 0
-    return pruned
+    return copied
 
 
 def pruned_channels(model: nn.Module) -> list[int]:
@@ -130,11 +130,10 @@ def patch_trigger(kind: str = "checkerboard", *, size: int = 3,
         return bd.bottom_right_trigger(size=size, image_shape=image_shape)
     if kind != "color":
         raise AssetError(f"unknown trigger {kind!r}; use 'checkerboard' or 'color'.")
-    c, h, w = image_shape
-    mask, pattern = torch.zeros(1, h, w), torch.zeros(c, h, w)
-    mask[:, h - size :, w - size :] = 1
-    pattern[0::2, h - size :, w - size :] = 1
-    return bd.Trigger(mask, pattern, alpha=1.0, name="bottom-right color patch")
+    where = bd.bottom_right_trigger(size=size, image_shape=image_shape).mask
+    colour = torch.tensor([float(i % 2 == 0) for i in range(image_shape[0])])
+    return bd.Trigger(where, where * colour.view(-1, 1, 1), alpha=1.0,
+                      name="bottom-right color patch")
 
 
 def _settings(params: dict[str, Any]) -> dict[str, Any]:

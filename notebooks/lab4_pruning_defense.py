@@ -141,17 +141,17 @@ for name, model in MODELS.items():
 def channel_activations(model, x, batch_size=256):
     """Mean activation of each channel of the last conv block (after ReLU and pooling)."""
     ### BEGIN SOLUTION
-    was_training = model.training
+    mode = model.training
     model.eval()
     device = next(model.parameters()).device
     total, count = 0.0, 0
     with torch.no_grad():
-        for start in range(0, len(x), batch_size):
-            batch = x[start : start + batch_size].to(device)
-            out = model.last_conv(model.conv2(model.conv1(model.normalize(batch))))
+        for batch in x.split(batch_size):
+            h = model.conv2(model.conv1(model.normalize(batch.to(device))))
+            out = model.last_conv(h)
             total = total + out.double().sum(dim=(0, 2, 3))
             count += out.shape[0] * out.shape[2] * out.shape[3]
-    model.train(was_training)
+    model.train(mode)
     return (total / count).float().cpu()
     ### END SOLUTION
 

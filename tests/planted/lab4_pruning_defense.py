@@ -77,15 +77,15 @@ BUGS: dict[str, tuple[str, str, str]] = {
     # The mean of the ReLU's output, before the pooling (SimpleCNN.features' layer).
     "activations_before_pooling": (
         "channel_activations",
-        "out = model.last_conv(model.conv2(model.conv1(model.normalize(batch))))",
-        "out = model.last_conv[:3](model.conv2(model.conv1(model.normalize(batch))))",
+        "out = model.last_conv(h)",
+        "out = model.last_conv[:3](h)",
     ),
     # The model stays in the mode it was given: in training mode, batch norm normalises with
     # the batch's statistics (and updates its running statistics).
     "activations_in_training_mode": (
         "channel_activations",
         "    model.eval()\n",
-        "    model.train(was_training)\n",
+        "    model.train(mode)\n",
     ),
     # ---- prune_channels
     "prunes_in_place": (
