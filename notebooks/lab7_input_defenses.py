@@ -61,6 +61,8 @@ temperature = 100.0  # defensive distillation's temperature
 distill_eps = [0.1, 0.2]  # FGSM budgets against the distilled model (both datasets)
 eps = None  # L-inf budget of FGSM/PGD/BPDA per dataset (None: 0.2 on digits, 8/255 on the course data)
 pgd_steps = None  # PGD, BPDA and margin-attack steps (None: the profile's)
+distill_lr = 5e-3  # Adam's learning rate for the teacher, the student and their plain twin
+sizes = None  # a dict overriding the profile's sizes (e.g. {"n_test": 200})
 
 # %% nbgrader={"grade": false, "grade_id": "setup", "locked": true, "schema_version": 3, "solution": false, "task": false}
 import copy
@@ -87,15 +89,18 @@ from labsupport.train import evaluate, make_loader, predict
 PROFILE = resolve_profile(profile)
 DEVICE = get_device()
 SIZES = {
-    "smoke": dict(n_test=32, n_val=32, n_train=128, epochs=1, steps=2, deepfool_iters=3,
-                  detector_epochs=2, width=0.25),
-    "cpu": dict(n_test=500, n_val=500, n_train=4000, epochs=3, steps=10, deepfool_iters=30,
-                detector_epochs=5, width=1.0),
-    "full": dict(n_test=2000, n_val=1000, n_train=None, epochs=10, steps=20, deepfool_iters=50,
-                 detector_epochs=10, width=1.0),
+    "smoke": dict(n_test=32, n_val=32, n_train=128, steps=2, deepfool_iters=3,
+                  detector_epochs=2, n_distill=128, distill_epochs=1, width=0.25),
+    "cpu": dict(n_test=500, n_val=500, n_train=2000, steps=10, deepfool_iters=30,
+                detector_epochs=5, n_distill=2000, distill_epochs=10, width=0.5),
+    "full": dict(n_test=2000, n_val=1000, n_train=10_000, steps=20, deepfool_iters=50,
+                 detector_epochs=10, n_distill=None, distill_epochs=30, width=1.0),
 }[PROFILE]
+SIZES.update(sizes or {})
 if pgd_steps is not None:
     SIZES["steps"] = pgd_steps
+
+# %% nbgrader={"grade": false, "grade_id": "data", "locked": true, "schema_version": 3, "solution": false, "task": false}
 # The smoke profile checks the plumbing; it never downloads a dataset.
 offline = PROFILE == "smoke"
 COURSE = load_course_data("synthetic" if offline and dataset == "auto" else dataset)
@@ -1047,15 +1052,16 @@ plt.show()
 # ### Defensive distillation, and the attack on the logits
 #
 # For a fair comparison the undefended model here is trained with the same procedure
-# (`train_at_temperature` at $T = 1$, same data and epochs) as the teacher and the student
-# (at $T$ = `temperature`). Attack success counts the test images each model classifies
+# (`train_at_temperature` at $T = 1$, same data, epochs and learning rate) as the teacher and
+# the student (at $T$ = `temperature`); all three have the architecture of Lab 6's model
+# (narrower in the `smoke` and `cpu` profiles). Attack success counts the test images each model classifies
 # correctly. FGSM uses the cross-entropy of the deployed model (its softmax at $T = 1$);
 # the adaptive attack is your `margin_attack` on the logits (PGD steps).
 
 # %% nbgrader={"grade": false, "grade_id": "distillation_study", "locked": true, "schema_version": 3, "solution": false, "task": false}
 DISTILLATION, DISTILLED = [], {}
 for name, reference in MODELS.items():
-    s = SPLITS[name]
+    s, data = SPLITS[name], DATASETS[name]
     config = dict(reference.config)  # the same architecture (narrower in the smoke profile)
     config["channels"] = [max(4, int(c * SIZES["width"])) for c in config["channels"]]
     config["hidden"] = max(16, int(config["hidden"] * SIZES["width"]))
@@ -1063,11 +1069,13 @@ for name, reference in MODELS.items():
     def make_model(architecture=type(reference), config=config):
         return architecture(**config).to(DEVICE)
 
-    settings = dict(epochs=SIZES["epochs"], lr=1e-3, batch_size=128, seed=seed)
+    settings = dict(epochs=SIZES["distill_epochs"], lr=distill_lr, batch_size=64, seed=seed)
+    x_distill = data.x_train[: SIZES["n_distill"]]
+    y_distill = data.y_train[: SIZES["n_distill"]]
     seed_everything(seed)
-    plain = train_at_temperature(make_model(), s["x_train"], s["y_train"], T=1.0, **settings)
+    plain = train_at_temperature(make_model(), x_distill, y_distill, T=1.0, **settings)
     seed_everything(seed)
-    teacher, student = distill(make_model, s["x_train"], s["y_train"], T=temperature, **settings)
+    teacher, student = distill(make_model, x_distill, y_distill, T=temperature, **settings)
     DISTILLED[name] = student
     for label, net in (("plain", plain), ("distilled", student)):
         correct = predict(net, s["x_test"]) == s["y_test"]

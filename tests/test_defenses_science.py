@@ -1,0 +1,104 @@
+"""Lab 7's science, on both offline datasets (the digits stand-in and the synthetic course
+data) at the `cpu` profile with smaller test and training sets: what the papers show.
+
+The lab's own code runs here: the notebook's parameters, setup and solution cells and its
+study cells (the package holds no lab solutions). Expected, as in Xu et al. (2018),
+Papernot et al. (2016), Carlini & Wagner (2016) and Athalye et al. (2018):
+
+- the median filter recovers part of the accuracy FGSM (computed against the undefended
+  model) takes away, at a clean-accuracy cost that grows with the window;
+- BPDA (PGD through the filter with a straight-through gradient) undoes that gain: the
+  defended model is no more accurate under it than the undefended one under FGSM;
+- defensive distillation at T = 100 drives FGSM's success down, and the attack on the
+  logits (the margin loss) brings it back to at least the undefended model's level.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "lab7_input_defenses.py"
+CELLS = ("parameters", "setup", "data", "spatial_smoothing", "feature_squeezing", "binary_detector",
+         "distill", "adaptive_attacks", "study_helpers", "study_models", "smoothing_study",
+         "distillation_study")
+#: Smaller than the cpu profile's sets, so the whole module stays within about a minute.
+SIZES = {"n_test": 200, "n_val": 50, "n_train": 200, "n_distill": 1000, "distill_epochs": 8,
+         "deepfool_iters": 10}
+
+pytestmark = pytest.mark.slow
+
+
+def run_lab(**parameters) -> dict:
+    """Execute the notebook's cells ``CELLS`` with ``parameters`` overriding the defaults."""
+    import jupytext
+
+    notebook = jupytext.read(NOTEBOOK)
+    cells = {c.metadata.get("nbgrader", {}).get("grade_id"): c.source for c in notebook.cells}
+    namespace: dict = {}
+    for grade_id in CELLS:
+        source = cells[grade_id]
+        if grade_id == "distillation_study":  # the numbers, not the figure
+            source = source.split("\nfig, axes")[0]
+        exec(source, namespace)
+        if grade_id == "parameters":
+            namespace.update(parameters)
+    return namespace
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory) -> dict:
+    """The study at the cpu profile on the offline datasets."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LABSUPPORT_PROGRESS", "0")
+        mp.setenv("LABSUPPORT_OUTPUT", str(tmp_path_factory.mktemp("lab7")))
+        mp.delenv("NBGRADER_EXECUTION", raising=False)
+        mp.setenv("LABSUPPORT_DEVICE", "cpu")
+        return run_lab(profile="cpu", dataset="synthetic", sizes=SIZES)
+
+
+def _rows(lab: dict, name: str) -> dict[int, dict]:
+    return {r["window"]: r for r in lab["SMOOTHING"] if r["dataset"] == name}
+
+
+@pytest.mark.parametrize("name", ["digits", "course"])
+def test_smoothing_recovers_part_of_fgsm_damage_at_a_growing_clean_cost(lab, name):
+    rows = _rows(lab, name)
+    windows = sorted(w for w in rows if w)
+    table = {w: (round(rows[w]["clean"], 3), round(rows[w]["FGSM"], 3)) for w in rows}
+    best = max(rows[w]["FGSM"] for w in windows)
+    assert best > rows[0]["FGSM"] + 0.05, f"{name}: (clean, FGSM) accuracy by window {table}"
+    assert best < rows[0]["clean"], f"{name}: only part of the damage: {table}"
+    costs = [rows[0]["clean"] - rows[w]["clean"] for w in windows]
+    assert all(b >= a for a, b in zip(costs, costs[1:])) and costs[-1] > costs[0], (
+        f"{name}: the clean cost must grow with the window; costs {dict(zip(windows, costs))}")
+
+
+@pytest.mark.parametrize("name", ["digits", "course"])
+def test_bpda_undoes_smoothing_gain(lab, name):
+    rows = _rows(lab, name)
+    for window, row in rows.items():
+        assert row["BPDA-PGD"] <= rows[0]["FGSM"] + 0.02, (
+            f"{name}, window {window}: accuracy under BPDA {row['BPDA-PGD']:.3f}, undefended "
+            f"model under FGSM {rows[0]['FGSM']:.3f}")
+
+
+@pytest.mark.parametrize("name", ["digits", "course"])
+def test_distillation_masks_gradients_and_the_logit_attack_breaks_it(lab, name):
+    rows = {r["model"]: r for r in lab["DISTILLATION"] if r["dataset"] == name}
+    plain, distilled = rows["plain"], rows["distilled"]
+    assert distilled["clean"] >= plain["clean"] - 0.05, (plain["clean"], distilled["clean"])
+    assert distilled["saturated"] > 0.5 and distilled["logit_scale"] > 10 * plain["logit_scale"]
+    for eps in lab["distill_eps"]:
+        fgsm_plain, fgsm_distilled = plain[f"FGSM {eps:g}"], distilled[f"FGSM {eps:g}"]
+        adaptive = distilled[f"margin {eps:g}"]
+        assert fgsm_distilled < fgsm_plain - 0.2, (
+            f"{name}, eps {eps}: FGSM success {fgsm_distilled:.3f} on the distilled model, "
+            f"{fgsm_plain:.3f} on the plain one")
+        assert adaptive >= fgsm_plain, (
+            f"{name}, eps {eps}: the logit attack's success on the distilled model "
+            f"{adaptive:.3f} is below FGSM's on the plain model {fgsm_plain:.3f}")
