@@ -730,7 +730,7 @@ def bpda_attack(model, defense, x, y, *, eps, steps=10, alpha=None):
 def margin_attack(model, x, y, *, eps, steps=10, alpha=None):
     """L-inf PGD on the logit margin max_{j != y} z_j - z_y (Carlini & Wagner's loss)."""
     ### BEGIN SOLUTION
-    alpha = 2.5 * eps / steps if alpha is None else alpha
+    alpha = alpha if alpha is not None else 2.5 * eps / steps
     device = model_device(model)
     x0, y = x.to(device), y.to(device)
     x_adv = x0.clone()
@@ -744,7 +744,7 @@ def margin_attack(model, x, y, *, eps, steps=10, alpha=None):
             (grad,) = torch.autograd.grad(loss, x_adv)
             with torch.no_grad():
                 x_adv = x_adv + alpha * grad.sign()
-                x_adv = torch.min(torch.max(x_adv, x0 - eps), x0 + eps).clamp(0, 1)
+                x_adv = torch.max(torch.min(x_adv, x0 + eps), x0 - eps).clamp(0, 1)
     return x_adv.detach().to(x.device)
     ### END SOLUTION
 
@@ -1154,11 +1154,12 @@ write_results(
     {"eps": EPS, "windows": windows, "fpr": fpr, "temperature": temperature,
      "distill_eps": distill_eps, "sizes": SIZES,
      "datasets": {name: DATASETS[name].name for name in DATASETS},
+     "digits_dataset": DIGITS.name,
      "clean_accuracy": {name: accuracy(m, SPLITS[name]["x_test"], SPLITS[name]["y_test"])
                         for name, m in MODELS.items()},
      "smoothing": SMOOTHING, "feature_squeezing": SQUEEZING, "binary_detector": DETECTOR,
      "distillation": DISTILLATION},
-    lab="lab7", profile=PROFILE, dataset=f"{DIGITS.name}+{COURSE.name}", seed=seed, device=DEVICE)
+    lab="lab7", profile=PROFILE, dataset=COURSE.name, seed=seed, device=DEVICE)
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "questions", "locked": true, "schema_version": 3, "solution": false, "task": false}
 # ## 6. Questions for the write-up

@@ -228,10 +228,10 @@ BUGS: dict[str, tuple[str, str, str]] = {
     # The student deployed at T: its logits divided by T (no gradient masking to see).
     "student_deployed_at_temperature": (
         "distill",
-        "    return teacher, student\n",
+        "    return teacher, student",
         "    deployed = nn.Sequential(student)\n"
         "    deployed.register_forward_hook(lambda module, inputs, output: output / T)\n"
-        "    return teacher, deployed\n",
+        "    return teacher, deployed",
     ),
     # ---- adaptive_attacks
     # Plain PGD: the defense is left out of the loss.
