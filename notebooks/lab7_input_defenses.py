@@ -708,7 +708,7 @@ assert agree > 0.9 and gap.mean() < 0.15, (
 def bpda_attack(model, defense, x, y, *, eps, steps=10, alpha=None):
     """L-inf PGD through ``defense`` with a straight-through (identity) backward pass."""
     ### BEGIN SOLUTION
-    alpha = 2.5 * eps / steps if alpha is None else alpha
+    alpha = 2.5 * eps / steps if alpha is None else float(alpha)
     device = model_device(model)
     x0, y = x.to(device), y.to(device)
     x_adv = x0.clone()
