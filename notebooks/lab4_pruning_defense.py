@@ -97,8 +97,20 @@ X_VALID, Y_VALID = DATA.x_test[: SIZES["n_valid"]], DATA.y_test[: SIZES["n_valid
 X_TEST = DATA.x_test[SIZES["n_valid"] : SIZES["n_valid"] + SIZES["n_test"]]
 Y_TEST = DATA.y_test[SIZES["n_valid"] : SIZES["n_valid"] + SIZES["n_test"]]
 ASSETS = {"BadNet": "lab4-badnet", "pruning-aware BadNet": "lab4-badnet-pruning-aware"}
-MODELS = {name: load_asset(asset, dataset=DATA, profile=PROFILE, device=DEVICE)
-          for name, asset in ASSETS.items()}
+MODELS = {}
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "models_intro", "locked": true, "schema_version": 3, "solution": false, "task": false}
+# The two backdoored networks are course assets (`assets/manifest.json`, built by
+# `labsupport.pruning`): built once on first use, then loaded from the cache.
+
+# %% nbgrader={"grade": false, "grade_id": "load_badnet", "locked": true, "schema_version": 3, "solution": false, "task": false}
+MODELS["BadNet"] = load_asset(ASSETS["BadNet"], dataset=DATA, profile=PROFILE, device=DEVICE)
+
+# %% nbgrader={"grade": false, "grade_id": "load_pruning_aware", "locked": true, "schema_version": 3, "solution": false, "task": false}
+MODELS["pruning-aware BadNet"] = load_asset(ASSETS["pruning-aware BadNet"], dataset=DATA,
+                                            profile=PROFILE, device=DEVICE)
+
+# %% nbgrader={"grade": false, "grade_id": "attack_data", "locked": true, "schema_version": 3, "solution": false, "task": false}
 RECIPE = MODELS["BadNet"].asset_meta["training"]
 TARGET = int(RECIPE["target"])
 TRIGGER = toolkit.patch_trigger(RECIPE.get("trigger", "checkerboard"),
