@@ -247,7 +247,7 @@ model, x, y = fx.backdoor_fixture(target=2, n=40, seed=0)
 state = fx.model_state(model)
 settings = dict(epochs=12, batch_size=64, init_cost=1e-2, lr=0.1, patience=2,
                 cost_multiplier=1.5, attack_threshold=0.99, early_stop_patience=4)
-with fx.silent():
+with fx.silent(), torch.no_grad():  # it must work inside no_grad() too
     found = find_candidate_backdoor(model, 2, x, y, **settings)
 reference = nc.reverse_engineer(model, 2, x, y, **settings)
 assert found["mask"].shape == (8, 8) and found["pattern"].shape == (3, 8, 8), (
@@ -275,15 +275,15 @@ assert_own(find_candidate_backdoor, "find_candidate_backdoor")
 model, x, y = fx.backdoor_fixture(target=1, n=48, seed=3, top=0, left=5)
 spy = fx.Instrumented(model)
 state = fx.model_state(model)
-settings = dict(epochs=60, batch_size=20, init_cost=0.05, lr=0.1, patience=2,
+settings = dict(epochs=60, batch_size=16, init_cost=0.05, lr=0.1, patience=2,
                 cost_multiplier=1.5, attack_threshold=0.9, early_stop_patience=4)
 with fx.silent(), torch.no_grad():
     found = find_candidate_backdoor(spy, 1, x, y, **settings)
 sizes = [len(r.input) for r in spy.records if r.grad_enabled]
 others = int((y != 1).sum())
 epochs_run = len(found["costs"])
-assert max(sizes) <= 20 and sum(sizes) == epochs_run * others, (
-    f"minibatches of at most 20 images of the other classes, each once per epoch: got "
+assert max(sizes) <= 16 and sum(sizes) == epochs_run * others, (
+    f"minibatches of at most 16 images of the other classes, each once per epoch: got "
     f"batches {sizes[:6]}... over {epochs_run} epochs")
 first = [r.input for r in spy.records if r.grad_enabled][0]
 recovered = fx.match_images((first - 0.25) / 0.5, x[y != 1], x[y != 1]).index
@@ -360,6 +360,10 @@ with fx.silent():
 expected = np.array([1.0, 0.0, 1.0, 19.0, 9.0]) / 1.4826
 assert got.shape == (5,), f"one index per label: expected shape (5,), got {got.shape}"
 fx.assert_close(got, expected, rtol=1e-5, what="anomaly_index([10, 11, 12, 30, 2])")
+with fx.silent():
+    flat = np.asarray(anomaly_index([4.0, 4.0, 4.0, 9.0, 4.0]), dtype=float)
+assert flat[[0, 1, 2, 4]].tolist() == [0.0] * 4 and np.isposinf(flat[3]), (
+    f"MAD 0: index 0 at the median, infinity elsewhere; got {flat.tolist()}")
 print("anomaly_index: visible tests passed")
 
 # %% nbgrader={"grade": true, "grade_id": "test_anomaly_index_hidden", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
@@ -423,6 +427,17 @@ assert tuple(verdict) == ("B", 1), f"B's label 1 is the outlier; got {verdict}"
 with fx.silent():
     nothing = decide({"A": norms["A"]}, {"A": indices["A"]})
 assert tuple(nothing) == (None, None), f"no outlier: (None, None), got {nothing}"
+two = {"Q": [50.0, 2.0, 50.5, 49.5, 50.0], "P": [30.0, 31.0, 29.0, 30.5, 10.0]}
+with fx.silent():
+    verdict = decide(two, {name: nc.anomaly_index(values) for name, values in two.items()})
+assert tuple(verdict) == ("Q", 1), f"both flagged: the larger index wins; got {verdict}"
+above_below = {"R": [30.0, 31.0, 29.9, 60.0, 20.0]}
+with fx.silent():
+    verdict = decide(above_below, {"R": nc.anomaly_index(above_below["R"])})
+assert tuple(verdict) == ("R", 4), f"the target is the smallest norm's label; got {verdict}"
+with fx.silent():
+    verdict = decide({"S": [3.0, 3.0, 3.0, 1.0]}, {"S": [0.0, 0.0, 0.0, 2.0]})
+assert tuple(verdict) == (None, None), f"an index of exactly 2 is not above 2; got {verdict}"
 print("decide: visible tests passed")
 
 # %% nbgrader={"grade": true, "grade_id": "test_decide_hidden", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
@@ -570,6 +585,14 @@ with fx.silent():
     got = reversed_attack_success(model, x, y, half, trigger.pattern, 3)
 assert abs(float(got) - expected) < 1e-6, (
     f"attack success {float(got):.4f}, expected {expected:.4f}")
+full = trigger.mask[0]
+with fx.silent():
+    other = reversed_attack_success(model, x, y, full, trigger.pattern, 1)
+stamped = (1 - full) * x + full * trigger.pattern
+expected = (predict(model, stamped[y != 1]) == 1).float().mean().item()
+assert abs(float(other) - expected) < 1e-6, (
+    f"a backdoor to class 3 is no success for target 1: expected {expected:.4f}, got "
+    f"{float(other):.4f} (count the images classified as the target)")
 print("reversed_attack_success: visible tests passed")
 
 # %% nbgrader={"grade": true, "grade_id": "test_reversed_attack_success_hidden", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
@@ -728,6 +751,7 @@ assert len(seen.images) == 40 and sorted(kinds.index.tolist()) == list(range(40)
 assert int(kinds.stamped.sum()) == 10, (
     f"round(0.25 * 40) = 10 images must carry the candidate; {int(kinds.stamped.sum())} did")
 assert torch.equal(seen.labels, y[kinds.index]), "every image keeps its correct label"
+assert seen.all_training, "fine-tune in training mode"
 print("unlearn: visible tests passed")
 
 # %% nbgrader={"grade": true, "grade_id": "test_unlearn_hidden", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
