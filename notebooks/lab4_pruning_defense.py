@@ -919,13 +919,15 @@ write_results(
 # %% [markdown] nbgrader={"grade": true, "grade_id": "answers", "locked": false, "points": 5, "schema_version": 3, "solution": true, "task": false}
 # 1. Compare the `increasing` and `decreasing` rows at equal X: the better order is the one
 #    with the lower attack success at the same accuracy cost. The paper's argument (trigger
-#    features are dormant on clean data) predicts `increasing`; on SimpleCNN the trigger
-#    often reuses channels that clean images also activate (edge and texture detectors
-#    read at the corner position by the position-specific classifier), and then neither
-#    order separates the backdoor from the clean task.
+#    features are dormant on clean data) predicts `increasing`. On SimpleCNN and the
+#    synthetic data it fails (cpu profile: B's attack success is still 1.00 at X = 10 in both
+#    orders): the trigger reuses channels that clean images also activate (edge and texture
+#    detectors), and the position-specific classifier reads them at the corner, so no order
+#    separates the backdoor from the clean task.
 # 2. The attacker implanted the backdoor while the dormant channels were pruned, so it lives
 #    in the active channels that clean accuracy needs; the restored dormant channels are
-#    decoys that the defender prunes first at no cost. Removing the backdoor then means
+#    decoys that the defender prunes first at no cost (here pruning them even restores the
+#    backdoor: attack success 0.40 unpruned, 0.80 at X = 2). Removing the backdoor then means
 #    removing the channels the clean task uses: accuracy collapses first.
 # 3. Fine-tuning recovers the clean accuracy lost to pruning and changes the shared
 #    weights, which can weaken a backdoor hidden in active channels; fine-tuning alone keeps
