@@ -15,11 +15,11 @@ ReLU, pooling and the classifier on the cached tensor. Compared with:
 
 Both run on the lab's cpu-profile BadNet (``lab4-badnet``, 64 channels, on the synthetic
 dataset, 500 validation images like the cpu profile) and on an untrained SimpleCNN with a
-512-channel last block (timing only). The curves must be identical: the lab's
+wider last block (``--wide``, default 512 channels, on ``--wide-valid`` images; timing only). The curves must be identical: the lab's
 ``accuracy[k]`` equals the naive sweep's at every k and BackdoorBench's at its k.
 
-Each sweep is timed ``--repeats`` times, interleaved, after a warm-up; the best time is
-reported (the least disturbed by other jobs on a shared machine).
+Each sweep is timed ``--repeats`` times, interleaved (after a warm-up round when repeats > 1);
+the best time is reported (the least disturbed by other jobs on a shared machine).
 
     .venv-peers/bin/python benchmarks/pruning.py [--repeats 3] [--n-valid 500]
 """
@@ -96,8 +96,9 @@ def sync(device: torch.device) -> None:
 def timed(fns: dict[str, Callable[[], object]], device: torch.device,
           repeats: int) -> dict[str, float]:
     """Best seconds of each function over ``repeats`` interleaved rounds, after a warm-up."""
-    for fn in fns.values():
-        fn()
+    if repeats > 1:  # warm-up round
+        for fn in fns.values():
+            fn()
     times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
@@ -140,6 +141,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--n-valid", type=int, default=500)
+    parser.add_argument("--wide", type=int, default=512, help="channels of the wide block")
+    parser.add_argument("--wide-valid", type=int, default=200, help="images for the wide model")
     parser.add_argument("--device", default=None)
     args = parser.parse_args()
     device = get_device(args.device)
@@ -152,8 +155,9 @@ def main() -> None:
                                                         profile="cpu", device=device),
                  x, y, lab, device, args.repeats)
     torch.manual_seed(0)
-    wide = SimpleCNN(4, channels=(32, 64, 512), hidden=256)
-    rows += bench("untrained, 512-channel block", wide, x, y, lab, device, args.repeats)
+    wide = SimpleCNN(4, channels=(32, 64, args.wide), hidden=256)
+    rows += bench(f"untrained, {args.wide}-channel block ({args.wide_valid} images)", wide,
+                  x[: args.wide_valid], y[: args.wide_valid], lab, device, args.repeats)
     print(f"### Lab 4 pruning sweep ({date.today().isoformat()})\n")
     print(f"{len(x)} synthetic validation images; {describe_device(device)}; best of "
           f"{args.repeats} after a warm-up; curves checked identical.\n")
