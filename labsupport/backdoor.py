@@ -219,6 +219,35 @@ def load_pattern_png(path: str | os.PathLike[str]) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(pixels)).float() / 255
 
 
+def blend_trigger(*, alpha: float = 0.2, path: str | os.PathLike[str] | None = None,
+                  image_shape: tuple[int, int, int] = IMAGE_SHAPE) -> Trigger:
+    """Blend's trigger as the ANP authors' code builds it: a full mask and the committed
+    Gaussian-noise image (:data:`GAUSSIAN_TRIGGER_PNG`, the reference's
+    ``cifar_gaussian_noise.png``), blended in with opacity ``alpha``.
+
+    Loading the image, rather than drawing the noise again, keeps the trigger identical on
+    every machine and in every lab that uses it.
+    """
+    path = Path(path) if path is not None else GAUSSIAN_TRIGGER_PNG
+    if not path.is_file():
+        raise FileNotFoundError(f"No trigger image {path}: it is committed as "
+                                "assets/triggers/gaussian-noise-seed0.png (reinstall labsupport).")
+    pattern = load_pattern_png(path)
+    if tuple(pattern.shape) != tuple(image_shape):
+        raise ValueError(f"The trigger image {path.name} is shaped {tuple(pattern.shape)}, the "
+                         f"images {tuple(image_shape)}: use a dataset of {tuple(pattern.shape)} "
+                         "images or draw a pattern of the right shape.")
+    return Trigger(torch.ones(1, *pattern.shape[1:]), pattern, alpha, name="gaussian-noise")
+
+
+def neuron_order(mask: dict[str, torch.Tensor]) -> list[tuple[str, int, float]]:
+    """ANP's pruning order: every neuron as (layer name, index, mask value), smallest mask
+    first (ties by layer, then index), as the authors' ``prune_neuron_cifar.py`` sorts them."""
+    rows = [(name, index, float(value)) for name, values in mask.items()
+            for index, value in enumerate(values.detach().flatten().cpu().tolist())]
+    return sorted(rows, key=lambda row: (row[2], row[0], row[1]))
+
+
 # --------------------------------------------------------------------------------------
 # Stamping
 

@@ -64,7 +64,9 @@
 # the test cell below it. The `profile` parameter chooses the size of the experiments
 # (`smoke`: seconds, `cpu`: minutes on a laptop, `full`: the assignment scale, GPU
 # recommended; `auto` picks `full` on a GPU and `cpu` otherwise). The profile changes sizes,
-# never the algorithm.
+# never the algorithm. To change it, edit the `parameters` cell below and run the cells from
+# there; the autograder ignores your edits there and always runs `smoke`. The figures, the
+# tables (`.csv`) and the results (`lab5-results.json`) are saved beside this notebook.
 
 # %% nbgrader={"grade": false, "grade_id": "colab_setup", "locked": true, "schema_version": 3, "solution": false, "task": false}
 # Google Colab setup: the release puts the pinned install of the course's support package
@@ -88,7 +90,8 @@ anp_lr = 0.2  # learning rate of the mask (SGD, momentum 0.9)
 anp_iters = None  # mask-learning iterations (None: the profile's)
 anp_alphas = None  # the sweep over alpha (None: the profile's)
 anp_thresholds = None  # the sweep over the threshold (None: the profile's)
-n_clean = None  # size of the defender's clean split, taken from the training set (None: the profile's)
+n_clean = None  # clean images ANP learns its masks on, from the training set (None: the profile's)
+n_val = None  # the defender's held-out clean images for choosing the threshold (None: the profile's)
 
 # %% nbgrader={"grade": false, "grade_id": "setup", "locked": true, "schema_version": 3, "solution": false, "task": false}
 import copy
@@ -106,40 +109,47 @@ from labsupport.backdoor import Trigger
 from labsupport.checks import backdoor as fx
 from labsupport.data import load_course_data
 from labsupport.models import SimpleCNN
-from labsupport.report import caption, save_figure, use_style, write_results
+from labsupport.report import caption, save_figure, save_table, use_style, write_results
 from labsupport.runtime import Timer, get_device, resolve_profile, seed_everything
 from labsupport.train import evaluate, make_loader, predict, train_standard
 
 PROFILE = resolve_profile(profile)
 DEVICE = get_device()
 SIZES = {
-    "smoke": dict(n_train=800, n_test=400, n_clean=128, epochs=2, channels=(8, 16, 32),
-                  hidden=64, anp_iters=6, anp_batch=64, anp_alphas=[0.2, 0.8],
-                  anp_thresholds=[0.0, 0.2, 0.5]),
-    "cpu": dict(n_train=6000, n_test=2000, n_clean=500, epochs=4, channels=(16, 32, 64),
-                hidden=128, anp_iters=200, anp_batch=128, anp_alphas=[0.0, 0.2, 0.5, 0.8],
-                anp_thresholds=[round(t, 2) for t in np.arange(0.0, 0.91, 0.1)]),
-    "full": dict(n_train=19_500, n_test=4000, n_clean=500, epochs=20, channels=(32, 64, 128),
-                 hidden=256, anp_iters=2000, anp_batch=128,
-                 anp_alphas=[0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9],
-                 anp_thresholds=[round(t, 2) for t in np.arange(0.0, 0.91, 0.05)]),
+    "smoke": dict(n_train=800, n_test=200, n_clean=128, n_val=64, epochs=2, channels=(8, 16, 32),
+                  hidden=64, anp_iters=4, anp_batch=64, anp_alphas=[0.2, 1.0],
+                  anp_thresholds=[0.0, 0.2, 0.5], table_neurons=2),
+    "cpu": dict(n_train=6000, n_test=2000, n_clean=500, n_val=250, epochs=4, channels=(16, 32, 64),
+                hidden=128, anp_iters=200, anp_batch=128, anp_alphas=[0.0, 0.2, 0.5, 0.8, 1.0],
+                anp_thresholds=[round(t, 2) for t in np.arange(0.0, 0.91, 0.1)],
+                table_neurons=12),
+    "full": dict(n_train=19_000, n_test=4000, n_clean=500, n_val=500, epochs=20,
+                 channels=(32, 64, 128), hidden=256, anp_iters=2000, anp_batch=128,
+                 anp_alphas=[0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 1.0],
+                 anp_thresholds=[round(t, 2) for t in np.arange(0.0, 0.91, 0.05)],
+                 table_neurons=30),
 }[PROFILE]
 for key, value in dict(anp_iters=anp_iters, anp_alphas=anp_alphas,
-                       anp_thresholds=anp_thresholds, n_clean=n_clean).items():
+                       anp_thresholds=anp_thresholds, n_clean=n_clean, n_val=n_val).items():
     if value is not None:
         SIZES[key] = value
 # The smoke profile checks the plumbing; it never downloads a dataset.
 DATA = load_course_data("synthetic" if PROFILE == "smoke" and dataset == "auto" else dataset)
-# The defender's clean split comes first; the attacker poisons (part of) the rest.
-X_CLEAN, Y_CLEAN = DATA.x_train[: SIZES["n_clean"]], DATA.y_train[: SIZES["n_clean"]]
-X_TRAIN = DATA.x_train[SIZES["n_clean"] : SIZES["n_clean"] + SIZES["n_train"]]
-Y_TRAIN = DATA.y_train[SIZES["n_clean"] : SIZES["n_clean"] + SIZES["n_train"]]
+# The defender's clean data comes first: the images ANP learns its masks on, then a held-out
+# validation split for choosing the threshold. The attacker poisons (part of) the rest.
+SPLITS = {"mask": (0, SIZES["n_clean"]),
+          "validation": (SIZES["n_clean"], SIZES["n_clean"] + SIZES["n_val"]),
+          "train": (SIZES["n_clean"] + SIZES["n_val"],
+                    SIZES["n_clean"] + SIZES["n_val"] + SIZES["n_train"])}
+X_CLEAN, Y_CLEAN = (t[slice(*SPLITS["mask"])] for t in (DATA.x_train, DATA.y_train))
+X_VAL, Y_VAL = (t[slice(*SPLITS["validation"])] for t in (DATA.x_train, DATA.y_train))
+X_TRAIN, Y_TRAIN = (t[slice(*SPLITS["train"])] for t in (DATA.x_train, DATA.y_train))
 X_TEST, Y_TEST = DATA.x_test[: SIZES["n_test"]], DATA.y_test[: SIZES["n_test"]]
 IMAGE_SHAPE = tuple(X_TRAIN.shape[1:])
 CAPTION = caption(profile=PROFILE, dataset=DATA.name, seed=seed, device=DEVICE)
 use_style()
 print(f"profile {PROFILE} on {DEVICE}; {DATA.name}: {len(X_TRAIN)} training, {len(X_CLEAN)} "
-      f"clean-split and {len(X_TEST)} test images; classes {DATA.classes}; target {target} "
+      f"mask-learning, {len(X_VAL)} validation and {len(X_TEST)} test images; classes {DATA.classes}; target {target} "
       f"({DATA.classes[target]})")
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "triggers_intro", "locked": true, "schema_version": 3, "solution": false, "task": false}
@@ -158,6 +168,14 @@ print(f"profile {PROFILE} on {DEVICE}; {DATA.name}: {len(X_TRAIN)} training, {le
 # - `make_gaussian_trigger(image_shape, *, seed=0, alpha=0.2)` (Blend): Gaussian noise over
 #   the whole image, blended in (use a seeded `torch.Generator` or
 #   `numpy.random.RandomState`).
+#
+# The ANP authors' code differs in two details, which we state rather than copy: its 3 x 3
+# patch is the checkerboard with a black top-left pixel (we use the exact checkerboard, white
+# where row + column is even), and its Blend pattern is an image file,
+# `cifar_gaussian_noise.png`. The experiments below load such a file too, the committed
+# `assets/triggers/gaussian-noise-seed0.png` (Gaussian noise as your function draws it,
+# fixed once so every machine and lab uses the same trigger); your `make_gaussian_trigger`
+# shows how it is made.
 #
 # **Requirements**
 #
@@ -376,6 +394,10 @@ assert torch.equal(x, x_before)
 # (`eligible="non-target"`, `relabel=True`); the clean-label attack poisons samples of the
 # target class and keeps their labels (`eligible="target"`, `relabel=False`), perturbing
 # them first with a `transform(images, labels)` that returns images.
+#
+# The poison rate is a fraction of the whole training set, the usual definition, which keeps
+# the attacks comparable across datasets. (The ANP authors' code takes 5% of the
+# *non-target* samples: 4.5% of all of CIFAR-10, but only 3.75% of four balanced classes.)
 #
 # **Requirements**
 #
@@ -636,7 +658,8 @@ assert abs(float(other) - marked[y != 3].float().mean().item()) < 1e-6
 # which returns the perturbed images. Each PGD run is the package's `pgd(model, x, y,
 # eps=eps, steps=steps, random_start=True, seed=...)` (L-inf, untargeted: it maximises the
 # loss on `y`), and a sample that a run already brought across the decision boundary is not
-# attacked again.
+# attacked again. `pgd`'s step size is $2.5\,\epsilon/\text{steps}$ (Madry et al.'s rule):
+# with the lab's $\epsilon = 16/255$ and 10 steps, $4/255$ per step.
 #
 # **Requirements**
 #
@@ -761,24 +784,33 @@ assert (predict(model, x_adv) != y).float().mean().item() >= 0.6
 # training set). The clean model is also the one the clean-label attack perturbs against.
 # Attack success is measured on the test set without its target-class images.
 #
-# The recipe augments the training images as the ANP authors' training script does (a
-# random horizontal flip of each image and a random shift by up to 4 pixels, with reflected
-# borders): the backdoor then has to be recognised wherever the trigger lands, as in the
+# The recipe augments the training images as the ANP authors' training script does
+# (`RandomCrop(32, padding=4)` and `RandomHorizontalFlip()`, drawn for each image): each image
+# is flipped left-right with probability 1/2 and shifted by up to 4 pixels in each
+# direction, the uncovered border filled with zeros. As in the authors' code, the trigger is
+# stamped on the stored training images *before* augmentation, so a poisoned image's
+# trigger moves with it (the BadNets patch lands in the bottom-left corner of a flipped
+# image): the backdoor then has to be recognised wherever the trigger lands, as in the
 # paper's ResNets with their global pooling. (Without augmentation, SimpleCNN's classifier
 # reads each position separately and the backdoor hides in position-specific paths; question
 # 5 comes back to this.)
 
 # %% nbgrader={"grade": false, "grade_id": "train_attacks", "locked": true, "schema_version": 3, "solution": false, "task": false}
-def flip_and_shift(generator, pad=4):
-    """Augmentation: flip each image left-right with probability 1/2, then shift the batch
-    by a random offset of up to ``pad`` pixels (reflected borders)."""
+def crop_and_flip(generator, pad=4):
+    """Augmentation as the authors' RandomCrop(32, padding=4) + RandomHorizontalFlip(), per
+    image: a random crop of the zero-padded image, then a left-right flip with probability 1/2."""
 
     def augment(batch):
-        flip = (torch.rand(len(batch), generator=generator) < 0.5).to(batch.device)
-        batch = torch.where(flip[:, None, None, None], batch.flip(3), batch)
-        i, j = torch.randint(0, 2 * pad + 1, (2,), generator=generator).tolist()
-        padded = F.pad(batch, (pad, pad, pad, pad), mode="reflect")
-        return padded[:, :, i : i + batch.shape[2], j : j + batch.shape[3]]
+        n, c, h, w = batch.shape
+        i, j = (torch.randint(0, 2 * pad + 1, (n,), generator=generator).to(batch.device)
+                for _ in range(2))
+        padded = F.pad(batch, (pad, pad, pad, pad))  # zeros, as RandomCrop's default fill
+        rows = (i[:, None] + torch.arange(h, device=batch.device))[:, None, :, None]
+        cols = (j[:, None] + torch.arange(w, device=batch.device))[:, None, None, :]
+        batch = padded[torch.arange(n, device=batch.device)[:, None, None, None],
+                       torch.arange(c, device=batch.device)[None, :, None, None], rows, cols]
+        flip = (torch.rand(n, generator=generator) < 0.5).to(batch.device)
+        return torch.where(flip[:, None, None, None], batch.flip(3), batch)
 
     return augment
 
@@ -788,14 +820,15 @@ def train_model(x, y):
     seed_everything(seed)
     model = SimpleCNN(num_classes=DATA.num_classes, channels=SIZES["channels"],
                       hidden=SIZES["hidden"]).to(DEVICE)
-    augment = flip_and_shift(torch.Generator().manual_seed(seed))
+    augment = crop_and_flip(torch.Generator().manual_seed(seed))
     train_standard(model, x, y, epochs=SIZES["epochs"], seed=seed, augment=augment)
     return model.eval()
 
 
 TRIGGERS = {
     "BadNets": make_bottom_right_trigger(IMAGE_SHAPE),
-    "Blend": make_gaussian_trigger(IMAGE_SHAPE, seed=seed, alpha=blend_alpha),
+    # The committed Gaussian-noise image, as the authors load cifar_gaussian_noise.png.
+    "Blend": bd.blend_trigger(alpha=blend_alpha, image_shape=IMAGE_SHAPE),
     "Clean-label": make_four_corner_trigger(IMAGE_SHAPE),
 }
 with Timer(DEVICE) as timer:
@@ -890,8 +923,8 @@ plt.show()
 # iterations). As in the reference, the mask is learned with the network in *training mode*
 # (batch-norm layers normalise with the minibatch's statistics, which keeps a perturbation
 # of one layer from blowing up through the next), on a copy, so the model itself is never
-# changed. The clean split is the only data ANP sees: the test set is used to *report*
-# results, never to choose anything.
+# changed. The defender's clean images are the only data ANP sees: the test set is used to
+# *report* results, never to choose anything.
 
 # %% nbgrader={"grade": false, "grade_id": "neuron_layers", "locked": true, "schema_version": 3, "solution": false, "task": false}
 def neuron_layers(model):
@@ -1353,25 +1386,35 @@ for key, value in fx.model_state(model).items():
 #
 # For each backdoored model: learn the masks on the clean split with the default $\alpha$
 # and prune at every threshold of the sweep; then learn the masks for every $\alpha$ of the
-# sweep. Clean accuracy and attack success are measured on the test set, and clean accuracy
-# on the clean split too: the only number a defender can look at.
+# sweep (it includes $\alpha = 1$, the natural loss alone: question 4). Clean accuracy and
+# attack success are measured on the test set, and clean accuracy on the defender's
+# held-out validation split too: the only number a defender can look at.
 #
 # **The defender's threshold.** The paper prunes below 0.2. How low the masks of the
 # backdoor neurons fall depends on the network (its width, how redundant the backdoor is)
-# and on the number of iterations, so the lab also lets the defender choose, *on the clean
-# split only*: the largest threshold of the sweep up to which clean-split accuracy stays
-# within `anp_max_drop` of the unpruned model's (`choose_threshold` below). The table
-# reports both; the $\alpha$ sweep uses the defender's threshold for each $\alpha$.
+# and on the number of iterations, so the lab also lets the defender choose, on clean data
+# *held out from the mask learning* (the validation split; choosing on the images the masks
+# were fitted to would flatter every threshold): the largest threshold of the sweep up to
+# which validation accuracy stays within `anp_max_drop` of the unpruned model's
+# (`choose_threshold` below). The table reports both; the $\alpha$ sweep uses the
+# defender's threshold for each $\alpha$.
+#
+# **Neuron by neuron.** The authors' `prune_neuron_cifar.py` also prunes the neurons one at
+# a time, smallest mask first, and reports each neuron's layer, index and mask value with
+# the accuracy and attack success after pruning it (the paper's Figure 2 shows such
+# curves). The lab prints this table for the first neurons of each attack and saves it as
+# `anp-neurons-<attack>.csv`.
 
 # %% nbgrader={"grade": false, "grade_id": "anp_choose", "locked": true, "schema_version": 3, "solution": false, "task": false}
 def choose_threshold(model, mask, thresholds, max_drop):
-    """The defender's pruning threshold, chosen on the clean split alone: the largest of
-    ``thresholds`` (in increasing order) such that the pruned model's clean-split accuracy
-    stays within ``max_drop`` of the unpruned model's at that threshold and every smaller one."""
-    floor = evaluate(model, X_CLEAN, Y_CLEAN) - max_drop
+    """The defender's pruning threshold, chosen on the held-out validation split alone: the
+    largest of ``thresholds`` (in increasing order) such that the pruned model's validation
+    accuracy stays within ``max_drop`` of the unpruned model's at that threshold and every
+    smaller one."""
+    floor = evaluate(model, X_VAL, Y_VAL) - max_drop
     chosen = 0.0
     for threshold in sorted(thresholds):
-        if evaluate(anp_prune(model, mask, threshold), X_CLEAN, Y_CLEAN) < floor:
+        if evaluate(anp_prune(model, mask, threshold), X_VAL, Y_VAL) < floor:
             break
         chosen = threshold
     return chosen
@@ -1382,7 +1425,7 @@ def measure(model, name):
     return {"clean_accuracy": evaluate(model, X_TEST, Y_TEST),
             "attack_success": attack_success_rate(model, X_TEST, Y_TEST, TRIGGERS[name],
                                                   target=target),
-            "clean_split_accuracy": evaluate(model, X_CLEAN, Y_CLEAN)}
+            "validation_accuracy": evaluate(model, X_VAL, Y_VAL)}
 
 
 def learn_mask(model, alpha):
@@ -1404,22 +1447,38 @@ def chosen(model, mask, name):
     return pruned_at(model, mask, threshold, name)
 
 
-ANP = {}
+def neuron_table(model, mask, name, unpruned):
+    """Prune the neurons one by one, smallest mask first (the authors' pruning by number):
+    layer, index and mask of each, with clean accuracy and attack success after it."""
+    keep = {layer: torch.ones_like(m) for layer, m in mask.items()}
+    rows = [{"pruned": 0, "layer": "-", "index": -1, "mask": float("nan"), **unpruned}]
+    for k, (layer, index, value) in enumerate(bd.neuron_order(mask)[: SIZES["table_neurons"]], 1):
+        keep[layer][index] = 0.0
+        pruned = anp_prune(model, keep, 0.5)  # your anp_prune: exactly the zeros fall below 0.5
+        rows.append({"pruned": k, "layer": layer, "index": index, "mask": value,
+                     **measure(pruned, name)})
+    return rows
+
+
+ANP, NEURONS, MASKS = {}, {}, {}
 for name, model in MODELS.items():
     with Timer(DEVICE) as timer:
         masks = {anp_alpha: learn_mask(model, anp_alpha)}
     seconds = timer.seconds
     by_threshold = [pruned_at(model, masks[anp_alpha], th, name)
                     for th in SIZES["anp_thresholds"]]
+    defender = chosen(model, masks[anp_alpha], name)
     by_alpha = []
     for alpha in SIZES["anp_alphas"]:
         if alpha not in masks:
             masks[alpha] = learn_mask(model, alpha)
-        by_alpha.append({"alpha": alpha, **chosen(model, masks[alpha], name)})
+        by_alpha.append({"alpha": alpha, **(defender if alpha == anp_alpha
+                                             else chosen(model, masks[alpha], name))})
+    MASKS[name] = masks
+    NEURONS[name] = neuron_table(model, masks[anp_alpha], name, measure(model, name))
     ANP[name] = {"paper_threshold": {"alpha": anp_alpha,
                                      **pruned_at(model, masks[anp_alpha], anp_threshold, name)},
-                 "defender_threshold": {"alpha": anp_alpha,
-                                        **chosen(model, masks[anp_alpha], name)},
+                 "defender_threshold": {"alpha": anp_alpha, **defender},
                  "by_threshold": by_threshold, "by_alpha": by_alpha, "mask_seconds": seconds,
                  "neurons": int(sum(len(m) for m in masks[anp_alpha].values()))}
     print(f"{name}: masks learned in {seconds:.1f} s; defender's threshold "
@@ -1440,6 +1499,17 @@ for name in MODELS:
         line += (f" || {label + ' ' + format(anp['threshold'], 'g'):>14} | {anp['pruned']:>6d} | "
                  f"{anp['clean_accuracy']:>9.3f} | {anp['attack_success']:>5.3f}")
     print(line)
+
+for name, rows in NEURONS.items():
+    save_table(rows, f"anp-neurons-{name.lower()}")
+print(f"\nNeurons pruned one by one, smallest mask first (alpha = {anp_alpha}; "
+      "accuracy and attack success on the test set):")
+for name, rows in NEURONS.items():
+    print(f"{name}:\n{'pruned':>6} | {'layer':>8} | {'index':>5} | {'mask':>6} | "
+          f"{'clean acc':>9} | {'ASR':>5}")
+    for r in rows:
+        print(f"{r['pruned']:>6} | {r['layer']:>8} | {r['index']:>5} | {r['mask']:>6.3f} | "
+              f"{r['clean_accuracy']:>9.3f} | {r['attack_success']:>5.3f}")
 
 for key, label, figure_name in (("by_threshold", "pruning threshold", "anp-vs-threshold"),
                                 ("by_alpha", "trade-off alpha", "anp-vs-alpha")):
@@ -1463,23 +1533,74 @@ for key, label, figure_name in (("by_threshold", "pruning threshold", "anp-vs-th
     save_figure(fig, figure_name, caption=CAPTION)
     plt.show()
 
+# %% [markdown] nbgrader={"grade": false, "grade_id": "explore_intro", "locked": true, "schema_version": 3, "solution": false, "task": false}
+# ### Explore: the pruning threshold
+#
+# Choose an attack and move the threshold: the left panel shows the learned masks of every
+# neuron (default $\alpha$) and which of them the threshold prunes, the right one clean
+# accuracy and attack success of the model pruned there. (In a batch run the figure is
+# drawn once, for BadNets at the defender's threshold, and saved as `explore-anp.pdf`.)
+
+# %% nbgrader={"grade": false, "grade_id": "explore", "locked": true, "schema_version": 3, "solution": false, "task": false}
+from labsupport.explore import explore
+
+
+def render_threshold(attack, threshold):
+    """ANP's masks for `attack` and the model pruned at `threshold` (from the sweep above)."""
+    values = np.sort(torch.cat([m.flatten().cpu() for m in MASKS[attack][anp_alpha].values()]).numpy())
+    rows = {r["threshold"]: r for r in ANP[attack]["by_threshold"]}
+    row = rows[threshold]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.4))
+    pruned = values < threshold
+    left.bar(np.arange(len(values)), values, width=1.0, color=np.where(pruned, "C3", "C0"))
+    left.axhline(threshold, color="0.3", ls="--", lw=1)
+    left.set_xlabel("neurons, smallest mask first")
+    left.set_ylabel("mask value")
+    left.set_ylim(0, 1.02)
+    left.set_title(f"{attack}: {int(pruned.sum())} of {len(values)} neurons pruned", fontsize=9)
+    xs = sorted(rows)
+    right.plot(xs, [rows[t]["clean_accuracy"] for t in xs], "o-", label="clean accuracy")
+    right.plot(xs, [rows[t]["attack_success"] for t in xs], "s-", color="C3", label="attack success")
+    right.axvline(threshold, color="0.3", ls="--", lw=1)
+    right.set_xlabel("pruning threshold")
+    right.set_ylim(-0.03, 1.03)
+    right.legend(loc="center left", fontsize=8)
+    right.set_title(f"threshold {threshold:g}: clean accuracy {row['clean_accuracy']:.3f}, "
+                    f"attack success {row['attack_success']:.3f}", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+first = next(iter(MODELS))
+figure = explore(render_threshold,
+                 static={"attack": first,
+                         "threshold": ANP[first]["defender_threshold"]["threshold"]},
+                 attack=list(MODELS), threshold=list(SIZES["anp_thresholds"]))
+if isinstance(figure, plt.Figure):  # a batch run: the static view, saved with the others
+    save_figure(figure, "explore-anp", caption=CAPTION)
+
+# %% nbgrader={"grade": false, "grade_id": "anp_results", "locked": true, "schema_version": 3, "solution": false, "task": false}
 write_results(
     {"target": target, "poison_rate": poison_rate, "blend_alpha": blend_alpha,
      "clean_label": {"eps": clean_label_eps, "steps": clean_label_steps,
                      "restarts": clean_label_restarts},
      "anp": {"eps": anp_eps, "alpha": anp_alpha, "threshold": anp_threshold, "lr": anp_lr,
              "max_drop": anp_max_drop, "iters": SIZES["anp_iters"],
-             "batch_size": SIZES["anp_batch"], "clean_split": len(X_CLEAN)},
-     "sizes": {k: SIZES[k] for k in ("n_train", "n_test", "n_clean", "epochs")},
+             "batch_size": SIZES["anp_batch"], "mask_images": len(X_CLEAN),
+             "validation_images": len(X_VAL)},
+     "splits": SPLITS,
+     "sizes": {k: SIZES[k] for k in ("n_train", "n_test", "n_clean", "n_val", "epochs")},
      "clean_model_accuracy": CLEAN_ACCURACY,
-     "attacks": {name: {**ATTACKS[name], "anp": ANP[name]} for name in MODELS}},
+     "attacks": {name: {**ATTACKS[name], "anp": ANP[name], "neurons": NEURONS[name]}
+                 for name in MODELS}},
     lab="lab5", profile=PROFILE, dataset=DATA.name, seed=seed, device=DEVICE)
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "questions", "locked": true, "schema_version": 3, "solution": false, "task": false}
 # ## 9. Questions for the write-up
 #
-# Answer in the cell below, using the table and the figures (`backdoor-triggers.pdf`,
-# `anp-vs-threshold.pdf`, `anp-vs-alpha.pdf`).
+# Answer in the cell below, using the tables and the figures (`backdoor-triggers.pdf`,
+# `anp-vs-threshold.pdf`, `anp-vs-alpha.pdf`, `anp-neurons-*.csv`, saved beside this
+# notebook; under `labsupport run`, in `build/lab5/`).
 #
 # 1. **Attacks.** Compare the three attacks' clean accuracy and attack success. Why does the
 #    clean-label attack need the adversarial perturbation, and why does it keep the labels?
@@ -1487,12 +1608,16 @@ write_results(
 # 2. **Excluding the target class.** What would the attack-success rate of the *clean*
 #    model be if target-class test images were counted?
 # 3. **The threshold.** How do clean accuracy and attack success change with the pruning
-#    threshold, for each attack? How would a defender, who has no triggered images, choose
-#    the threshold?
+#    threshold, for each attack, and as the neurons are pruned one by one? How would a
+#    defender, who has no triggered images, choose the threshold, and why on clean images
+#    held out from the mask learning?
 # 4. **The trade-off $\alpha$.** What happens at $\alpha = 1$ (natural loss only) and at
 #    $\alpha = 0$ (robust loss only)? Why?
 # 5. **Limits.** For which attack does ANP work worst, and why might that be? What could an
 #    attacker who knows about ANP do?
+# 6. **Poison rate.** The attacks poison 5% of the training set. What would a much higher
+#    rate (say 30%) do to the backdoored model's clean accuracy and to the attack's
+#    stealth, and why?
 
 # %% [markdown] nbgrader={"grade": true, "grade_id": "answers", "locked": false, "points": 5, "schema_version": 3, "solution": true, "task": false}
 # 1. All three reach high attack success with almost no loss of clean accuracy. Stamped
@@ -1505,9 +1630,12 @@ write_results(
 #    target is one of four balanced classes), without any backdoor.
 # 3. Small thresholds prune the few most sensitive neurons: attack success falls while
 #    clean accuracy stays; large thresholds prune useful neurons and clean accuracy falls.
-#    A defender picks the threshold on the clean split only, e.g. the largest threshold
-#    whose clean-split accuracy stays within a point or two of the unpruned model (the
-#    lab's `choose_threshold`); on the small SimpleCNN the backdoor neurons' masks settle
+#    Pruned one by one, the first few neurons (smallest masks) usually take the attack
+#    success down while clean accuracy barely moves. A defender picks the threshold on
+#    clean data only, e.g. the largest threshold whose validation accuracy stays within a
+#    point or two of the unpruned model (the lab's `choose_threshold`), on images held out
+#    from the mask learning: the masks were fitted to keep the mask-learning images right,
+#    so accuracy there overstates how well a pruned model generalises; on the small SimpleCNN the backdoor neurons' masks settle
 #    around 0.3-0.5 rather than near 0, so the paper's 0.2 prunes too little.
 # 4. alpha = 1 ignores the perturbation: the masks only fit the natural loss, stay near 1
 #    and nothing is pruned. alpha = 0 only fights the perturbation: masks of many ordinary
@@ -1520,3 +1648,10 @@ write_results(
 #    clean images under perturbation go to the target no more often than with a clean
 #    model, so ANP finds nothing. An adaptive attacker can regularise training so that no
 #    neuron is unusually sensitive to perturbation, or spread the backdoor over many neurons.
+# 6. Every poisoned BadNets/Blend image is a mislabelled image: at 30% the model must fit a
+#    large set of images whose visible content contradicts their label, and with the
+#    trigger partly hidden (Blend) or moved by augmentation it cannot always separate them,
+#    so clean accuracy drops, most on the classes whose images were relabelled; the target
+#    class also absorbs many predictions. The attack becomes easy to notice: clean
+#    accuracy falls, and a glance at the labels shows many wrong ones. A few percent is
+#    enough to implant the backdoor, so attackers keep the rate low.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
@@ -56,6 +58,28 @@ def test_gaussian_trigger_is_deterministic_full_and_blended():
 def test_committed_gaussian_png_matches_the_generator():
     assert bd.GAUSSIAN_TRIGGER_PNG.is_file(), "assets/triggers/gaussian-noise-seed0.png is missing"
     assert torch.equal(bd.load_pattern_png(bd.GAUSSIAN_TRIGGER_PNG), bd.gaussian_noise_pattern(seed=0))
+
+
+def test_blend_trigger_is_the_committed_png(tmp_path):
+    """Lab 5's Blend trigger is loaded from the committed image, as the ANP reference loads
+    its cifar_gaussian_noise.png (not drawn again)."""
+    t = bd.blend_trigger(alpha=0.3)
+    assert torch.equal(t.pattern, bd.load_pattern_png(bd.GAUSSIAN_TRIGGER_PNG))
+    assert t.alpha == pytest.approx(0.3) and bool((t.mask == 1).all()) and t.mask.shape == (1, 32, 32)
+    other = bd.save_pattern_png(torch.full((3, 32, 32), 0.4), tmp_path / "grey.png")
+    assert torch.allclose(bd.blend_trigger(path=other).pattern, torch.full((3, 32, 32), 102 / 255))
+    with pytest.raises(ValueError, match="shaped"):
+        bd.blend_trigger(image_shape=(3, 16, 16))
+    with pytest.raises(FileNotFoundError, match="committed"):
+        bd.blend_trigger(path=tmp_path / "missing.png")
+    source = (Path(__file__).resolve().parents[1] / "notebooks" / "lab5_backdoor_anp.py").read_text()
+    assert "bd.blend_trigger(" in source, "Lab 5's experiment must load the committed trigger"
+
+
+def test_neuron_order_is_smallest_mask_first():
+    mask = {"b": torch.tensor([0.5, 0.1]), "a": torch.tensor([0.5, 0.9, 0.0])}
+    assert bd.neuron_order(mask) == [("a", 2, 0.0), ("b", 1, pytest.approx(0.1)), ("a", 0, 0.5),
+                                     ("b", 0, 0.5), ("a", 1, pytest.approx(0.9))]
 
 
 def test_png_round_trip(tmp_path):

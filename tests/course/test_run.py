@@ -11,6 +11,7 @@ import pytest
 from labsupport.instructor.runs import run_lab
 
 from .conftest import lab_params
+from .lab_outputs import CHECKS
 
 pytestmark = pytest.mark.slow
 
@@ -30,3 +31,5 @@ def test_smoke_run_writes_results_and_figures(lab, tmp_path):
     assert {"device", "seed", "results"} <= set(results)
     pdfs, pngs = sorted(out.glob("*.pdf")), sorted(out.glob("*.png"))
     assert pdfs and [p.stem for p in pdfs] == [p.stem for p in pngs], (pdfs, pngs)
+    if lab.name in CHECKS:  # what this lab promises to save besides (tests/course/lab_outputs.py)
+        CHECKS[lab.name](results, out)
