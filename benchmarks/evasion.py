@@ -57,7 +57,7 @@ TASKS = ("fgsm", "iterative_fgsm", "deepfool", "one_pixel")
 
 
 def lab_answers() -> dict:
-    """The notebook's imports and solution cells, executed."""
+    """The notebook's imports (setup, libraries) and solution cells, executed."""
     import jupytext
 
     cells = {c.metadata.get("nbgrader", {}).get("grade_id"): c.source
@@ -65,6 +65,7 @@ def lab_answers() -> dict:
     setup = cells["setup"]
     namespace: dict = {}
     exec(setup[: setup.index("PROFILE = ")], namespace)
+    exec(cells["libraries"], namespace)
     for task in TASKS:
         exec(cells[task], namespace)
     return namespace

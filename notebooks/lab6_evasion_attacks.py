@@ -63,13 +63,9 @@ n_slow = None  # images attacked by HopSkipJump and One-Pixel (None: the profile
 import math
 import time
 
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy.optimize import differential_evolution
-from scipy.stats import norm
-from statsmodels.stats.contingency_tables import mcnemar
 from torch import nn
 
 from labsupport.assets import load_asset
@@ -94,16 +90,15 @@ SIZES = {
 for key, value in dict(n_images=n_images, n_slow=n_slow).items():
     if value is not None:
         SIZES[key] = int(value)
-# The smoke profile checks the plumbing; it never downloads a dataset. The digits follow the
-# course dataset: the offline stand-in when that is the synthetic one.
-DATA = load_course_data("synthetic" if PROFILE == "smoke" and dataset == "auto" else dataset)
-if digits == "auto" and (PROFILE == "smoke" or DATA.name == "synthetic"):
-    digits = "digits"
-DIGITS = load_digits(digits)
-CAPTION = caption(profile=PROFILE, dataset=f"{DIGITS.name} + {DATA.name}", seed=seed,
-                  device=DEVICE)
-use_style()
-print(f"profile {PROFILE} on {DEVICE}; {DIGITS}; {DATA}; sizes {SIZES}")
+print(f"profile {PROFILE} on {DEVICE}; sizes {SIZES}")
+
+# %% nbgrader={"grade": false, "grade_id": "libraries", "locked": true, "schema_version": 3, "solution": false, "task": false}
+# The libraries the tasks use: scipy's differential evolution and normal quantiles,
+# statsmodels' McNemar test, ART's PyTorchClassifier (for HopSkipJump and a test).
+from art.estimators.classification import PyTorchClassifier
+from scipy.optimize import differential_evolution
+from scipy.stats import norm
+from statsmodels.stats.contingency_tables import mcnemar
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "fgsm_intro", "locked": true, "schema_version": 3, "solution": false, "task": false}
 # ## 1. FGSM, untargeted and targeted
@@ -489,8 +484,6 @@ from labsupport.checks import evasion as fx
 assert_own(CountingModel, "CountingModel")
 fx.check_counting_model(CountingModel, seed=2, n=7)
 # Through ART's PyTorchClassifier: 7 images predicted in batches of 4 are 7 queries.
-from art.estimators.classification import PyTorchClassifier  # noqa: E402
-
 with fx.silent():
     counter = CountingModel(fx.mlp(seed=3))
     classifier = PyTorchClassifier(model=counter, loss=nn.CrossEntropyLoss(),
@@ -596,6 +589,18 @@ fx.check_compare(compare, seed=3)
 # norms of the successful perturbations, the runtime and the queries per image.
 
 # %% nbgrader={"grade": false, "grade_id": "models", "locked": true, "schema_version": 3, "solution": false, "task": false}
+import matplotlib.pyplot as plt
+
+# The smoke profile checks the plumbing; it never downloads a dataset. The digits follow the
+# course dataset: the offline stand-in when that is the synthetic one.
+DATA = load_course_data("synthetic" if PROFILE == "smoke" and dataset == "auto" else dataset)
+if digits == "auto" and (PROFILE == "smoke" or DATA.name == "synthetic"):
+    digits = "digits"
+DIGITS = load_digits(digits)
+CAPTION = caption(profile=PROFILE, dataset=f"{DIGITS.name} + {DATA.name}", seed=seed,
+                  device=DEVICE)
+use_style()
+print(f"{DIGITS}; {DATA}")
 seed_everything(seed)
 SETS = {
     "digits": dict(data=DIGITS, eps=eps_digits,
@@ -623,7 +628,6 @@ def kurakin_iterations(eps):
 def hop_skip_jump(counted, x, y, num_classes):
     """ART's HopSkipJump (L2, untargeted) on a PyTorchClassifier around the counter."""
     from art.attacks.evasion import HopSkipJump
-    from art.estimators.classification import PyTorchClassifier
 
     class Float32(nn.Module):
         """ART hands some queries over as float64 arrays: cast them for the model."""

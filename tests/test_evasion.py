@@ -27,7 +27,7 @@ def lab_answers() -> dict:
     setup = cells["setup"]
     imports = setup[: setup.index("PROFILE = ")]
     namespace: dict = {}
-    for number, source in enumerate([imports, *(cells[t] for t in TASKS)]):
+    for number, source in enumerate([imports, cells["libraries"], *(cells[t] for t in TASKS)]):
         exec(compile(source, CELL.format(2000 + number), "exec"), namespace)
     return namespace
 

@@ -361,7 +361,7 @@ def check_one_pixel(one_pixel, *, seed: int = 0) -> None:
         counter = QueryCounter(model)
         before = x.clone()
         with silent():
-            got = one_pixel(counter, x, y, pixels=1, popsize=popsize, maxiter=40, seed=seed)
+            got = one_pixel(counter, x, y, pixels=1, popsize=popsize, maxiter=25, seed=seed)
         _unchanged(x, before, "one_pixel")
         assert isinstance(got, torch.Tensor) and got.shape == x.shape, (
             f"one_pixel must return images shaped like x {tuple(x.shape)}")
@@ -373,10 +373,10 @@ def check_one_pixel(one_pixel, *, seed: int = 0) -> None:
             f"each {shape} image must differ from the original in exactly pixel ({row}, {col})")
         _in_range(got, "one_pixel")
         population = max(1, popsize // (2 + shape[0])) * (2 + shape[0])
-        assert counter.calls <= 2 * 42, (
-            f"{counter.calls} model calls for 2 images and at most 40 generations: evaluate "
+        assert counter.calls <= 2 * 27, (
+            f"{counter.calls} model calls for 2 images and at most 25 generations: evaluate "
             "the population in one batched forward pass (vectorized=True)")
-        assert counter.images <= 2 * population * 41 // 2, (
+        assert counter.images <= 2 * population * 26 // 2, (
             f"{counter.images} images evaluated for 2 images: stop the search once the image "
             "is misclassified")
     # Bright images fooled only by a dark pixel: the pixel is set, not added to.
@@ -384,7 +384,7 @@ def check_one_pixel(one_pixel, *, seed: int = 0) -> None:
     x = images(2, shape=(1, 3, 4), low=0.9, high=1.0, seed=seed + 3)
     y = torch.zeros(2, dtype=torch.long)
     with silent():
-        got = one_pixel(model, x, y, popsize=60, maxiter=40, seed=seed)
+        got = one_pixel(model, x, y, popsize=60, maxiter=25, seed=seed)
     assert (labelled(model, got) != y).all(), (
         "one_pixel did not fool a model that one dark pixel fools: set the pixel to the "
         "candidate's value")
