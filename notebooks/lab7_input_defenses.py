@@ -190,6 +190,10 @@ for bad in (4, 0, -3, 2.0):
         pass
     else:
         raise AssertionError(f"window={bad!r} must raise a ValueError (odd positive integers only)")
+xg = fx.images(2, seed=3).requires_grad_(True)
+with fx.silent():
+    smoothed = spatial_smoothing(xg, 5)
+assert smoothed.requires_grad, "gradients must flow through the filter (compute it with torch)"
 print("spatial_smoothing: visible tests passed")
 
 # %% nbgrader={"grade": true, "grade_id": "test_spatial_smoothing_hidden", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
@@ -205,6 +209,14 @@ assert out.dtype == torch.float64, f"the result must keep x's dtype (float64); g
 fx.assert_close(out, fx.median_reference(x, 7), atol=1e-12,
                 what="spatial_smoothing(x, 7) against scipy.ndimage.median_filter(mode='reflect')")
 assert torch.equal(same, x), "window 1 leaves every pixel as it is"
+for bad in (6, True, 3.5):
+    try:
+        with fx.silent():
+            spatial_smoothing(x, bad)
+    except ValueError:
+        pass
+    else:
+        raise AssertionError(f"window={bad!r} must raise a ValueError")
 xg = fx.images(3, seed=2).requires_grad_(True)
 with fx.silent():
     smoothed = spatial_smoothing(xg, 3)
@@ -454,6 +466,8 @@ assert rates["detection_rate"] > 0.9 and rates["false_positive_rate"] < 0.1, (
     f"clean ones; got {rates}")
 for key, value in fx.model_state(model).items():
     assert torch.equal(value, state[key]), f"the detector must not change the model ({key})"
+assert all(p.requires_grad for p in model.parameters()), (
+    "the detector must leave the model's requires_grad flags as they were (freeze its own copy)")
 print("binary detector: visible tests passed", rates)
 
 # %% nbgrader={"grade": true, "grade_id": "test_binary_detector_hidden", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
@@ -592,6 +606,40 @@ with fx.silent():
                                       T=10.0, epochs=60, lr=0.5, batch_size=16, seed=0)
 fitted = torch.softmax(bias_model.bias.detach() / 10.0, dim=0)
 fx.assert_close(fitted, q, atol=0.02, what="softmax(b / T) after training at T = 10 on q")
+dropout = fx.DropoutModel(12, seed=1).train()
+with fx.silent():
+    soft = soft_labels(dropout, x, 3.0)
+with torch.no_grad():
+    expected = torch.softmax(dropout.eval()(x) / 3.0, dim=1)
+fx.assert_close(soft, expected, atol=1e-6, what="soft labels of a dropout model (evaluation mode)")
+labels = torch.tensor([0] * 24 + [1] * 12 + [2] * 4)
+made = []
+
+
+def make_bias_model():
+    made.append(fx.BiasModel(3))
+    return made[-1]
+
+
+with fx.silent():
+    teacher, student = distill(make_bias_model, fx.images(40, shape=(1, 2, 2)), labels, T=10.0,
+                               epochs=60, lr=0.5, batch_size=20, seed=1)
+assert len(made) == 2 and teacher is made[0] and student is made[1], (
+    "distill makes the teacher, then the student, with make_model, and returns both as they are")
+for name, m in (("teacher", teacher), ("student", student)):
+    fx.assert_close(torch.softmax(m.bias.detach() / 10.0, dim=0), torch.tensor([0.6, 0.3, 0.1]),
+                    atol=0.03, what=f"the {name}'s softmax at T = 10 (labels 60/30/10%)")
+teacher = fx.FixedTeacher(12, scale=3.0, seed=4)
+x = fx.images(48, shape=(1, 3, 4), seed=5)
+with torch.no_grad():
+    y = teacher(x).argmin(dim=1)  # labels the teacher disagrees with
+with fx.silent():
+    returned, student = distill(lambda: fx.LinearModel(12, seed=1), x, y, T=2.0, teacher=teacher,
+                                epochs=150, lr=0.05, batch_size=24, seed=0)
+assert returned is teacher, "a given teacher is returned as it is"
+with torch.no_grad():
+    agree = (student(x).argmax(1) == teacher(x).argmax(1)).float().mean().item()
+assert agree > 0.9, f"the student must learn the teacher's soft labels, not y (agreement {agree:.2f})"
 print("distill: visible tests passed")
 
 # %% nbgrader={"grade": true, "grade_id": "test_distill_hidden", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
@@ -776,6 +824,15 @@ defended = defense(x).requires_grad_(True)
 F.cross_entropy(model(defended), y).backward()
 fx.assert_close(x_bpda, (x + 0.01 * defended.grad.sign()).clamp(0, 1), atol=1e-6,
                 what="one BPDA step: x + alpha * sign(gradient at the defended image)")
+current = x.clone()
+for _ in range(6):  # 6 steps of the default alpha = 2.5 * 0.3 / 6 = 0.125, projected, clipped
+    defended = defense(current).requires_grad_(True)
+    F.cross_entropy(model(defended), y).backward()
+    current = torch.maximum(torch.minimum(current + 0.125 * defended.grad.sign(), x + 0.3), x - 0.3)
+    current = current.clamp(0, 1).detach()
+with fx.silent():
+    x_bpda = bpda_attack(model, defense, x, y, eps=0.3, steps=6)
+fx.assert_close(x_bpda, current, atol=1e-5, what="six BPDA steps (default alpha) within eps 0.3")
 print("adaptive attacks: visible tests passed")
 
 # %% nbgrader={"grade": true, "grade_id": "test_adaptive_attacks_hidden", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
@@ -830,6 +887,15 @@ for defense, eps_, steps_, alpha_ in ((fx.Flip(), 0.04, 5, None), (fx.Flip(), 0.
                                         2.5 * eps_ / steps_ if alpha_ is None else alpha_),
                     atol=1e-5, what=f"bpda_attack (eps {eps_}, {steps_} steps, alpha {alpha_})")
 assert torch.equal(x, before), "the attacks must not modify x"
+saturated = fx.SaturatedModel(seed=1)
+x = fx.images(16, seed=11) * 0.6 + 0.2
+with torch.no_grad():
+    y = saturated(x).argmax(1)
+with fx.silent():
+    x_adv = margin_attack(saturated, x, y, eps=0.1, steps=5)
+with torch.no_grad():
+    fooled = (saturated(x_adv).argmax(1) != y).float().mean().item()
+assert fooled > 0.9, f"the margin attack fools {fooled:.0%} of the saturated model's images"
 ### END HIDDEN TESTS
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "study_intro", "locked": true, "schema_version": 3, "solution": false, "task": false}
