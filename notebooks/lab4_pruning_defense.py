@@ -89,6 +89,8 @@ SIZES = {
 }[PROFILE]
 if finetune_epochs is not None:
     SIZES["finetune_epochs"] = finetune_epochs
+
+# %% nbgrader={"grade": false, "grade_id": "data", "locked": true, "schema_version": 3, "solution": false, "task": false}
 # The smoke profile checks the plumbing; it never downloads a dataset.
 DATA = load_course_data("synthetic" if PROFILE == "smoke" and dataset == "auto" else dataset)
 # Clean validation data (the defender's) and clean test data: both from the test split, so
