@@ -160,7 +160,8 @@ def main() -> None:
                   x[: args.wide_valid], y[: args.wide_valid], lab, device, args.repeats)
     print(f"### Lab 4 pruning sweep ({date.today().isoformat()})\n")
     print(f"{len(x)} synthetic validation images; {describe_device(device)}; best of "
-          f"{args.repeats} after a warm-up; curves checked identical.\n")
+          f"{args.repeats}{' after a warm-up' if args.repeats > 1 else ''}; curves checked "
+          "identical.\n")
     print("| model | channels | sweep | accuracy measurements | seconds | vs naive |")
     print("| --- | ---: | --- | ---: | ---: | ---: |")
     print("\n".join(rows))
