@@ -102,7 +102,13 @@ def test_bundle_layout_and_cli_output(built):
     assert sorted(p.name for p in (out / "notebooks").iterdir()) == \
         sorted(f"{lab.name}.ipynb" for lab in LABS)
     assets = [n for n in names if n.startswith("assets/")]
-    assert assets and all(re.fullmatch(r"assets/synthetic/smoke/[\w.-]+\.pt", n) for n in assets)
+    # The offline dataset's assets: the course models under synthetic/, the digit models
+    # (recipes with "data": "digits") under the offline digits' name.
+    assert assets and all(re.fullmatch(r"assets/(synthetic|digits)/smoke/[\w.-]+\.pt", n)
+                          for n in assets), assets
+    from labsupport import assets as course_assets
+
+    assert sorted(Path(n).stem for n in assets) == sorted(course_assets.list_assets())
     assert len(names) == 3 + len(LABS) + len(assets), names
     # What the command says: where the bundle is, the wheel's sha256, where to host it.
     sha = wheel.sha256_file(whl)
@@ -380,7 +386,8 @@ def test_wheel_installs_in_a_fresh_venv_and_runs_a_release_setup(built, tmp_path
 
     cache = tmp_path / "cache"
     shutil.copytree(out / "assets", cache / "assets")  # what the student README says to do
-    asset = sorted((cache / "assets").rglob("*.pt"))[0]
+    # A course-dataset model (the release's setup cell loads the course data, not digits).
+    asset = sorted((cache / "assets" / "synthetic").rglob("*.pt"))[0]
     before = wheel.sha256_file(asset)
     script = tmp_path / "setup_cell.py"
     script.write_text(SETUP_SCRIPT)
