@@ -784,33 +784,32 @@ assert (predict(model, x_adv) != y).float().mean().item() >= 0.6
 # training set). The clean model is also the one the clean-label attack perturbs against.
 # Attack success is measured on the test set without its target-class images.
 #
-# The recipe augments the training images as the ANP authors' training script does
-# (`RandomCrop(32, padding=4)` and `RandomHorizontalFlip()`, drawn for each image): each image
-# is flipped left-right with probability 1/2 and shifted by up to 4 pixels in each
-# direction, the uncovered border filled with zeros. As in the authors' code, the trigger is
-# stamped on the stored training images *before* augmentation, so a poisoned image's
-# trigger moves with it (the BadNets patch lands in the bottom-left corner of a flipped
-# image): the backdoor then has to be recognised wherever the trigger lands, as in the
+# The recipe augments the training images much as the ANP authors' training script does
+# (`RandomCrop(32, padding=4)` and `RandomHorizontalFlip()`): each image is flipped left-right
+# with probability 1/2 and the batch is shifted by up to 4 pixels in each direction, with
+# reflected borders. As in the authors' code, the trigger is stamped on the stored training
+# images *before* augmentation, so a poisoned image's trigger moves with it (the BadNets
+# patch lands in the bottom-left corner of a flipped image). Where this differs from the
+# authors' code, and why: their crop is drawn per image and fills the uncovered border with
+# zeros, which at the `cpu` budget (a few epochs) cut the 3x3 corner patch off too often for
+# the backdoor to implant (measured on the synthetic data on 2026-12-01: BadNets attack
+# success 0.00); one shift per batch with reflected borders keeps the patch in
+# view. In both cases the backdoor has to be recognised wherever the trigger lands, as in the
 # paper's ResNets with their global pooling. (Without augmentation, SimpleCNN's classifier
 # reads each position separately and the backdoor hides in position-specific paths; question
 # 5 comes back to this.)
 
 # %% nbgrader={"grade": false, "grade_id": "train_attacks", "locked": true, "schema_version": 3, "solution": false, "task": false}
-def crop_and_flip(generator, pad=4):
-    """Augmentation as the authors' RandomCrop(32, padding=4) + RandomHorizontalFlip(), per
-    image: a random crop of the zero-padded image, then a left-right flip with probability 1/2."""
+def flip_and_shift(generator, pad=4):
+    """Augmentation: flip each image left-right with probability 1/2, then shift the batch
+    by a random offset of up to ``pad`` pixels (reflected borders)."""
 
     def augment(batch):
-        n, c, h, w = batch.shape
-        i, j = (torch.randint(0, 2 * pad + 1, (n,), generator=generator).to(batch.device)
-                for _ in range(2))
-        padded = F.pad(batch, (pad, pad, pad, pad))  # zeros, as RandomCrop's default fill
-        rows = (i[:, None] + torch.arange(h, device=batch.device))[:, None, :, None]
-        cols = (j[:, None] + torch.arange(w, device=batch.device))[:, None, None, :]
-        batch = padded[torch.arange(n, device=batch.device)[:, None, None, None],
-                       torch.arange(c, device=batch.device)[None, :, None, None], rows, cols]
-        flip = (torch.rand(n, generator=generator) < 0.5).to(batch.device)
-        return torch.where(flip[:, None, None, None], batch.flip(3), batch)
+        flip = (torch.rand(len(batch), generator=generator) < 0.5).to(batch.device)
+        batch = torch.where(flip[:, None, None, None], batch.flip(3), batch)
+        i, j = torch.randint(0, 2 * pad + 1, (2,), generator=generator).tolist()
+        padded = F.pad(batch, (pad, pad, pad, pad), mode="reflect")
+        return padded[:, :, i : i + batch.shape[2], j : j + batch.shape[3]]
 
     return augment
 
@@ -820,7 +819,7 @@ def train_model(x, y):
     seed_everything(seed)
     model = SimpleCNN(num_classes=DATA.num_classes, channels=SIZES["channels"],
                       hidden=SIZES["hidden"]).to(DEVICE)
-    augment = crop_and_flip(torch.Generator().manual_seed(seed))
+    augment = flip_and_shift(torch.Generator().manual_seed(seed))
     train_standard(model, x, y, epochs=SIZES["epochs"], seed=seed, augment=augment)
     return model.eval()
 
