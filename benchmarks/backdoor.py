@@ -35,8 +35,6 @@ os.environ.setdefault("LABSUPPORT_PROGRESS", "0")
 
 import argparse  # noqa: E402
 import sys  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Callable  # noqa: E402
 from datetime import date  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -45,6 +43,7 @@ sys.path.insert(0, str(ROOT))  # labsupport from the checkout
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
+from timing import timed  # noqa: E402 (benchmarks/timing.py)
 
 from labsupport import backdoor as bd  # noqa: E402
 from labsupport.models import SimpleCNN  # noqa: E402
@@ -54,31 +53,6 @@ NOTEBOOK = ROOT / "notebooks" / "lab5_backdoor_anp.py"
 #: Model widths and ANP minibatch of the lab's profiles (see the notebook's SIZES).
 PROFILES = {"smoke": ((8, 16, 32), 64, 64), "cpu": ((16, 32, 64), 128, 128),
             "full": ((32, 64, 128), 256, 128)}
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def timed(fns: dict[str, Callable[[], object]], device: torch.device,
-          repeats: int) -> dict[str, float]:
-    """Best (least) seconds of each function over ``repeats`` rounds, after three warm-up rounds.
-
-    The functions run interleaved (one call of each per round), so machine load hits them
-    alike and their ratios hold even on a busy machine."""
-    for _ in range(3):  # warm-up rounds: allocator caches, thread pools, first-touch pages
-        for fn in fns.values():
-            fn()
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            sync(device)
-            start = time.perf_counter()
-            fn()
-            sync(device)
-            times[name].append(time.perf_counter() - start)
-    return {name: min(ts) for name, ts in times.items()}
 
 
 def lab_anp() -> dict:
@@ -111,9 +85,9 @@ def bench_stamping(device: torch.device, batch: int, repeats: int) -> list[tuple
         seconds = timed({"stamp": lambda t=t: bd.stamp(x, t),
                          "lab": lambda t=t: lab["stamp"](x, t),
                          "floor": lambda s=scale, b=shift: torch.addcmul(b, x, s)},
-                        device, repeats)
+                        device, repeats, warmup=3)
         seconds |= timed({"formula": lambda m=m, p=p, a=a: (1 - m) * x + m * ((1 - a) * x + a * p)},
-                         device, repeats)
+                         device, repeats, warmup=3)
         assert torch.allclose(bd.stamp(x, t), torch.addcmul(shift, x, scale), atol=1e-6)
         rows += [(f"{kind} {t.name}", batch / seconds[kind])
                  for kind in ("stamp", "lab", "floor", "formula")]
@@ -137,7 +111,7 @@ def bench_poisoning(device: torch.device, n: int, repeats: int) -> list[tuple[st
     lab = lab_anp()
     seconds = timed({"ours": lambda: bd.poison_dataset(x, y, t, target=0, rate=0.05, seed=0),
                      "lab": lambda: lab["poison_dataset"](x, y, t, target=0, rate=0.05, seed=0),
-                     "floor": floor}, device, repeats)
+                     "floor": floor}, device, repeats, warmup=3)
     return [("poison_dataset", n / seconds["ours"]), ("lab poison_dataset", n / seconds["lab"]),
             ("floor: copy + stamp 5%", n / seconds["floor"])]
 
@@ -159,7 +133,7 @@ def bench_anp(device: torch.device, profile: str, repeats: int, iters: int
         lab["anp_mask"](model, x, y, eps=0.4, alpha=0.2, iters=iters, lr=0.2,
                         batch_size=batch, seed=0)
 
-    seconds = timed({"plain": plain, "anp": anp}, device, repeats)
+    seconds = timed({"plain": plain, "anp": anp}, device, repeats, warmup=3)
     model.eval()
     return [("ANP iteration (s)", seconds["anp"] / iters),
             ("plain forward + backward (s)", seconds["plain"])]

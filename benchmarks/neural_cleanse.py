@@ -28,7 +28,6 @@ os.environ.setdefault("LABSUPPORT_PROGRESS", "0")
 
 import argparse  # noqa: E402
 import sys  # noqa: E402
-import time  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 from datetime import date  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -38,33 +37,13 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
+from timing import sync, timed  # noqa: E402 (benchmarks/timing.py)
 
 from labsupport import neural_cleanse as nc  # noqa: E402
 from labsupport.models import build_model  # noqa: E402
 from labsupport.runtime import describe_device, get_device, seed_everything  # noqa: E402
 
 NOTEBOOK = ROOT / "notebooks" / "lab3_neural_cleanse.py"
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def timed(fns: dict[str, Callable[[], object]], device: torch.device,
-          repeats: int) -> dict[str, float]:
-    """Best seconds of each function over ``repeats`` interleaved rounds, after a warm-up."""
-    for fn in fns.values():
-        fn()
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            sync(device)
-            start = time.perf_counter()
-            fn()
-            sync(device)
-            times[name].append(time.perf_counter() - start)
-    return {name: min(ts) for name, ts in times.items()}
 
 
 def lab_function() -> Callable[..., dict]:
@@ -114,7 +93,7 @@ def main() -> None:
         "lab's find_candidate_backdoor": lambda: lab(model, 0, x, y, **settings),
         "labsupport.neural_cleanse.reverse_engineer": lambda: nc.reverse_engineer(
             model, 0, x, y, **settings),
-    }, device, args.repeats)
+    }, device, args.repeats, warmup=1)
     base = best["floor: forward + backward to the input"]
     passes = args.epochs * -(-args.images // args.batch)
     print(f"### Neural Cleanse, one class ({date.today().isoformat()})\n")

@@ -35,8 +35,6 @@ import argparse  # noqa: E402
 import copy  # noqa: E402
 import math  # noqa: E402
 import sys  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Callable  # noqa: E402
 from datetime import date  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -44,6 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # labsupport from the checkout
 
 import torch  # noqa: E402
+from timing import timed  # noqa: E402 (benchmarks/timing.py)
 
 from labsupport.assets import load_asset  # noqa: E402
 from labsupport.data import load_course_data  # noqa: E402
@@ -88,28 +87,6 @@ def full_forward_sweep(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
     return curve
 
 
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def timed(fns: dict[str, Callable[[], object]], device: torch.device,
-          repeats: int) -> dict[str, float]:
-    """Best seconds of each function over ``repeats`` interleaved rounds, after a warm-up."""
-    if repeats > 1:  # warm-up round
-        for fn in fns.values():
-            fn()
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            sync(device)
-            start = time.perf_counter()
-            fn()
-            sync(device)
-            times[name].append(time.perf_counter() - start)
-    return {name: min(ts) for name, ts in times.items()}
-
-
 def bench(label: str, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
           lab: dict, device: torch.device, repeats: int) -> list[str]:
     model = model.to(device).eval()
@@ -126,7 +103,7 @@ def bench(label: str, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
         "lab": lambda: lab["prune_sweep"](model, x, y, order="increasing"),
         "naive": lambda: full_forward_sweep(model, x, y, order, 1),
         "backdoorbench": lambda: full_forward_sweep(model, x, y, order, step),
-    }, device, repeats)
+    }, device, repeats, warmup=min(1, repeats - 1))
     rows = [f"| {label} | {n_channels} | lab (cached, 1 channel/step) | {n_channels + 1} | "
             f"{times['lab']:.3f} | {times['lab'] / times['naive']:.2f} |",
             f"| {label} | {n_channels} | naive (full forward, 1 channel/step) | "
