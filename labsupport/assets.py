@@ -39,7 +39,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from .data import CourseData, DatasetError, cache_dir, load_course_data, sha256_file
+from .data import (
+    CourseData,
+    DatasetError,
+    cache_dir,
+    load_course_data,
+    sha256_file,
+    synthetic_fingerprint,
+)
 from .digits import digits_name, load_digits
 from .models import CorruptModelFile, build_model, load_model, save_model
 from .paths import course_asset
@@ -299,6 +306,12 @@ def _resolve_dataset(dataset: str | os.PathLike[str] | CourseData, family: str =
     return _dataset_key(name), lambda: load_course_data(name)
 
 
+def _data_version(dataset_key: str) -> str | None:
+    """The version of a generated dataset (None for real data, which never changes): models
+    cached from an older synthetic generator must not be used."""
+    return synthetic_fingerprint() if dataset_key == "synthetic" else None
+
+
 def asset_path(name: str, *, dataset: str | os.PathLike[str] | CourseData = "auto",
                profile: str = "auto") -> Path:
     """Where asset ``name`` built on ``dataset`` at ``profile`` is cached."""
@@ -352,6 +365,7 @@ def _build(recipe: Recipe, data: CourseData, *, dataset_key: str, profile: str,
         "recipe_sha256": recipe.digest(profile),
         "profile": profile,
         "dataset_key": dataset_key,
+        "data_version": _data_version(dataset_key),
         "training": recipe.spec["training"],
         "sizes": sizes,
         "train_images": len(x),
@@ -367,8 +381,8 @@ def _build(recipe: Recipe, data: CourseData, *, dataset_key: str, profile: str,
     return model, meta
 
 
-def _load_cached(path: Path, recipe: Recipe, profile: str,
-                 device: torch.device) -> tuple[nn.Module, dict[str, Any]] | None:
+def _load_cached(path: Path, recipe: Recipe, profile: str, device: torch.device,
+                 dataset_key: str) -> tuple[nn.Module, dict[str, Any]] | None:
     """The cached model if its checksum and recipe match; None (after a notice) if not."""
     if not path.exists():
         return None
@@ -386,6 +400,10 @@ def _load_cached(path: Path, recipe: Recipe, profile: str,
     if meta.get("recipe_sha256") != recipe.digest(profile):
         _notice(f"the cached asset {path} was built from another version of its recipe; "
                 "rebuilding it.")
+        return None
+    if meta.get("data_version") != _data_version(dataset_key):
+        _notice(f"the cached asset {path} was trained on another version of the "
+                f"{dataset_key} dataset; rebuilding it.")
         return None
     key_extra = KEY_EXTRAS.get(str(recipe.training.get("procedure")))
     if key_extra is not None:
@@ -426,7 +444,7 @@ def load_asset(name: str, *, dataset: str | os.PathLike[str] | CourseData = "aut
     recipe.sizes(profile)  # a clear error for a profile the recipe lacks
     key, loader = _resolve_dataset(dataset, recipe.data)
     path = cache_dir() / "assets" / key / profile / f"{name}.pt"
-    cached = _load_cached(path, recipe, profile, device)
+    cached = _load_cached(path, recipe, profile, device, key)
     if cached is not None:
         model, meta = cached
     else:

@@ -338,12 +338,18 @@ def _online(host: str = "www.cs.toronto.edu", timeout: float = 3.0) -> bool:
 # The synthetic dataset, cached
 
 
-def synthetic_cache_path(seed: int = 0) -> Path:
-    """Where the generated synthetic dataset for ``seed`` is cached. The name carries a
-    fingerprint of the generator's source, so editing the generator invalidates it."""
+@lru_cache(maxsize=1)
+def synthetic_fingerprint() -> str:
+    """A short hash of the synthetic generator's source (and NumPy's version): it changes
+    whenever the generated images may change."""
     source = Path(synthetic.__file__).read_bytes()
-    fingerprint = hashlib.sha256(source + np.__version__.encode()).hexdigest()[:12]
-    return cache_dir() / "synthetic" / f"synthetic-seed{seed}-{fingerprint}.npz"
+    return hashlib.sha256(source + np.__version__.encode()).hexdigest()[:12]
+
+
+def synthetic_cache_path(seed: int = 0) -> Path:
+    """Where the generated synthetic dataset for ``seed`` is cached. The name carries
+    :func:`synthetic_fingerprint`, so editing the generator invalidates it."""
+    return cache_dir() / "synthetic" / f"synthetic-seed{seed}-{synthetic_fingerprint()}.npz"
 
 
 @lru_cache(maxsize=2)

@@ -26,7 +26,7 @@ from labsupport.runtime import seed_everything  # noqa: E402
 from labsupport.train import evaluate, train_standard  # noqa: E402
 
 #: The budget of the science tests: training images, epochs, and test images attacked.
-SCIENCE_TRAIN = 2000
+SCIENCE_TRAIN = 4000
 SCIENCE_EPOCHS = 3
 SCIENCE_TEST = 1000
 

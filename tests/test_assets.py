@@ -137,6 +137,18 @@ def test_a_changed_recipe_invalidates_the_cache(env, data, capsys):
     assert "another version of its recipe" in capsys.readouterr().out
 
 
+def test_a_new_synthetic_generator_invalidates_models_trained_on_the_old_one(
+        env, data, capsys, monkeypatch):
+    load(data=data)
+    load(data=data)  # a hit: same generator
+    capsys.readouterr()
+    monkeypatch.setattr(assets, "synthetic_fingerprint", lambda: "0123456789ab")
+    load(data=data)
+    assert "another version of the synthetic dataset" in capsys.readouterr().out
+    monkeypatch.setattr(assets, "_build", no_build)
+    assert load(data=data).asset_meta["data_version"] == "0123456789ab"
+
+
 def test_build_is_reproducible_from_recipe_and_seed(env, data, monkeypatch):
     first = load(data=data)
     monkeypatch.setenv("LABSUPPORT_CACHE", str(env / "other-cache"))
