@@ -319,5 +319,5 @@ def test_at_least_as_strong_as_torchattacks(standard_model, synthetic, eps):
     acc_theirs, acc_ours = evaluate(standard_model, theirs, y), evaluate(standard_model, ours, y)
     print(f"eps {eps * 255:.0f}/255: clean {clean:.3f}, under torchattacks PGD {acc_theirs:.3f}, "
           f"under ours {acc_ours:.3f}")
-    assert clean > 0.8  # a model worth attacking
+    assert clean > 0.6  # a model worth attacking (chance is 0.25)
     assert acc_ours <= acc_theirs + 0.01
