@@ -338,7 +338,6 @@ def _online(host: str = "www.cs.toronto.edu", timeout: float = 3.0) -> bool:
 # The synthetic dataset, cached
 
 
-@lru_cache(maxsize=1)
 def synthetic_fingerprint() -> str:
     """A short hash of the synthetic generator's source (and NumPy's version): it changes
     whenever the generated images may change."""
