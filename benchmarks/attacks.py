@@ -39,7 +39,6 @@ os.environ.setdefault("LABSUPPORT_PROGRESS", "0")
 import argparse  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
-import time  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 from datetime import date  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -55,6 +54,9 @@ from labsupport.data import cache_dir, load_course_data  # noqa: E402
 from labsupport.models import CorruptModelFile, SimpleCNN, load_model, save_model  # noqa: E402
 from labsupport.runtime import describe_device, get_device, seed_everything  # noqa: E402
 from labsupport.train import evaluate, train_standard  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from timing import rounds  # noqa: E402 (benchmarks/timing.py)
 
 EPS, ALPHA, STEPS = 8 / 255, 2 / 255, 10
 
@@ -103,11 +105,6 @@ def art_attack(model: torch.nn.Module, x: torch.Tensor, num_classes: int,
     return run
 
 
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="synthetic")
@@ -149,14 +146,7 @@ def main() -> None:
         adv = run()
         if adv is not None:
             accuracy[name] = evaluate(model, adv.to(device), y)
-    times: dict[str, list[float]] = {name: [] for name in runs}
-    for _ in range(args.repeats):
-        for name, run in runs.items():
-            sync(device)
-            start = time.perf_counter()
-            run()
-            sync(device)
-            times[name].append(time.perf_counter() - start)
+    times = rounds(runs, device, args.repeats)
     median = {name: statistics.median(t) for name, t in times.items()}
 
     print(f"# PGD-{STEPS} (L-inf, eps 8/255, step 2/255, random start), {date.today()}")

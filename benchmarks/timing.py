@@ -24,6 +24,12 @@ def timed(fns: dict[str, Callable[[], object]], device: torch.device, repeats: i
     for _ in range(warmup):  # allocator caches, thread pools, first-touch pages
         for fn in fns.values():
             fn()
+    return {name: min(ts) for name, ts in rounds(fns, device, repeats).items()}
+
+
+def rounds(fns: dict[str, Callable[[], object]], device: torch.device,
+           repeats: int) -> dict[str, list[float]]:
+    """Seconds of each function in each of ``repeats`` interleaved rounds (no warm-up)."""
     times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
@@ -32,4 +38,4 @@ def timed(fns: dict[str, Callable[[], object]], device: torch.device, repeats: i
             fn()
             sync(device)
             times[name].append(time.perf_counter() - start)
-    return {name: min(ts) for name, ts in times.items()}
+    return times
