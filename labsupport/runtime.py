@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from .allocator import keep_freed_memory
+
 DEVICE_ENV = "LABSUPPORT_DEVICE"
 PROFILES = ("smoke", "cpu", "full")
 
@@ -28,6 +30,7 @@ def get_device(prefer: str | torch.device | None = None) -> torch.device:
     value) means no override. An override that names an unknown or unavailable device
     raises :class:`DeviceError` instead of silently falling back.
     """
+    keep_freed_memory()  # PyTorch on the CPU runs up to twice as fast (see labsupport.allocator)
     from_env = prefer is None
     choice = os.environ.get(DEVICE_ENV, "") if from_env else prefer
     where = f"{DEVICE_ENV}={choice!r}" if from_env else f"get_device({choice!r})"
