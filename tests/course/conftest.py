@@ -17,7 +17,7 @@ from typing import Any
 import nbformat
 import pytest
 
-from labsupport.instructor import demo, grading
+from labsupport.instructor import cells, demo, grading
 from labsupport.instructor.labs import Lab, discover_labs
 
 REPO = Path(__file__).resolve().parents[2]
@@ -125,23 +125,19 @@ class CourseCache:
         good = edited_parameters(demo.perfect(released.source, released.release))
         notebooks = {"perfect": good, "untouched": released.release}
         contents: dict[str, dict[str, Any]] = {"perfect": {}, "untouched": {}}
-        for i, group in enumerate(demo.pack_bugs(planted_bugs(released.lab)), 1):
-            notebook = good
-            for task, old, new in group.values():
-                notebook = demo.with_bug(notebook, task, old, new)
-            notebooks[f"bugs-{i}"] = notebook
-            contents[f"bugs-{i}"] = {"bugs": group}
         alternatives = alternative_solutions(released.lab)
         if alternatives:
             notebooks["alternative"] = demo.with_answers(good, alternatives)
             contents["alternative"] = {"answers": alternatives}
-        wrappers = package_wrappers(released.lab)
-        if wrappers:
-            notebooks["wrappers"] = demo.with_answers(good, wrappers)
-            contents["wrappers"] = {"answers": wrappers}
-        for i, plan in enumerate(demo.tamper_plans(released.source), 1):
-            notebooks[f"tampered-{i}"] = demo.tampered(good, **plan)
-            contents[f"tampered-{i}"] = plan
+        for i, plan in enumerate(pack_submissions(released), 1):
+            notebook = good
+            for task, old, new in plan["bugs"].values():
+                notebook = demo.with_bug(notebook, task, old, new)
+            notebook = demo.with_answers(notebook, plan["wrappers"])
+            if plan["tamper"]:
+                notebook = demo.tampered(notebook, **plan["tamper"])
+            notebooks[f"planted-{i}"] = notebook
+            contents[f"planted-{i}"] = plan
         for student, notebook in notebooks.items():
             demo.write_notebook(
                 notebook, root / "submitted" / student / lab / f"{lab}.ipynb")
@@ -155,6 +151,76 @@ class CourseCache:
         return Graded(released, contents, grades,
                       {row.cell: row.max_score for row in report.grades}, report.flags,
                       logs, not report.failed)
+
+
+def pack_submissions(released: Released) -> list[dict[str, Any]]:
+    """The lab's planted bugs, package wrappers and tamperings, packed into as few
+    submissions as possible (every autograde costs a kernel run of the whole notebook).
+
+    Each submission is ``{"bugs": {name: (task, old, new)}, "wrappers": {task: answer},
+    "tamper": plan}`` (see :func:`demo.pack_bugs`, :func:`demo.tamper_plans`). Tests of
+    different tasks are independent, so one submission may break several tasks, at most
+    one way each: a wrapper (an answer that only calls the package) is one more way to
+    score zero on its task, and a tampering touches tasks none of the other changes touch.
+    """
+    points = cells.task_points(released.source)
+    task_of = {cell: task for task, cell_ids in points.items() for cell in cell_ids}
+    plans: list[dict[str, Any]] = [{"bugs": group, "wrappers": {}, "tamper": {}}
+                                   for group in demo.pack_bugs(planted_bugs(released.lab))]
+
+    def busy(plan: dict[str, Any]) -> set[str]:
+        tamper = plan["tamper"]
+        return zero_tasks(plan) | {task_of[tamper[key]] for key in ("edit", "delete")
+                                   if key in tamper}
+
+    def place(tasks: set[str], *, tampering: bool = False) -> dict[str, Any]:
+        for plan in plans:
+            if not tasks & busy(plan) and not (tampering and plan["tamper"]):
+                return plan
+        plans.append({"bugs": {}, "wrappers": {}, "tamper": {}})
+        return plans[-1]
+
+    for task, answer in package_wrappers(released.lab).items():
+        place({task})["wrappers"][task] = answer
+    for reference in demo.tamper_plans(released.source):
+        # The tampering of demo.tamper_plans, moved onto tasks a submission leaves intact.
+        for plan in reversed(plans):  # the last submissions break the fewest tasks
+            if plan["tamper"]:
+                continue
+            tamper = tamper_within(points, set(points) - busy(plan), set(reference))
+            if tamper is not None:
+                plan["tamper"] = tamper
+                break
+        else:
+            plans.append({"bugs": {}, "wrappers": {}, "tamper": reference})
+    return plans
+
+
+def tamper_within(points: dict[str, list[str]], free: set[str],
+                  keys: set[str]) -> dict[str, str] | None:
+    """A tampering with ``keys`` (among loop, edit, delete) on the ``free`` tasks only, as
+    :func:`demo.tamper_plans` lays it out (the loop in the last task, the edited and
+    deleted test cells in the others); None when the free tasks cannot hold it."""
+    tasks = [task for task, cell_ids in points.items() if cell_ids and task in free]
+    plan: dict[str, str] = {}
+    if "loop" in keys:
+        if not tasks:
+            return None
+        plan["loop"] = tasks.pop()
+    others = [cell for task in tasks for cell in points[task]]
+    edits = [key for key in ("edit", "delete") if key in keys]
+    if len(others) < len(edits):
+        return None
+    for key, cell in zip(edits, (others[0], others[-1]), strict=False):
+        plan[key] = cell
+    return plan
+
+
+def zero_tasks(content: dict[str, Any]) -> set[str]:
+    """The tasks a packed submission (:func:`pack_submissions`) must score zero on."""
+    tamper = content.get("tamper") or {}
+    return ({task for task, _, _ in content.get("bugs", {}).values()}
+            | set(content.get("wrappers", {})) | ({tamper["loop"]} if "loop" in tamper else set()))
 
 
 #: What a student's edit of the parameters cell adds (grading must not run it).
