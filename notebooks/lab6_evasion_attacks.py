@@ -932,8 +932,8 @@ if isinstance(figure, plt.Figure):  # a batch run: the static view, saved with t
 #    between accuracies near 0.5 on a hundred images has a CI of about ±0.14, while 6
 #    discordant pairs all in one direction give p = 0.03). At tiny samples the Wald interval
 #    is also wrong the other way: with an accuracy of 0 its variance term vanishes, and it
-#    can exclude 0 where the exact test cannot reject (in the `cpu` run, I-FGSM vs HopSkipJump on 30 course images:
-#    CI [+0.01, +0.26], McNemar p = 0.125 with b = 4, c = 0).
+#    can exclude 0 where the exact test cannot reject (30 images with b = 4, c = 0, as an
+#    earlier `cpu` run had for I-FGSM vs HopSkipJump: CI [+0.01, +0.26], McNemar p = 0.125).
 # 5. The targeted success rate grows with $\epsilon$ but stays well below the untargeted
 #    rate: one step must reach one particular class, not any wrong class, and at large
 #    $\epsilon$ the single linear step overshoots into other classes; the untargeted
