@@ -1256,7 +1256,7 @@ write_results(
 #    window, the more strokes and edges it erases, so clean accuracy falls with the window.
 #    Which data suffers more depends on where the information is: on the offline data the
 #    course images lose faster (their small shapes and faint texture are fine detail; `cpu`
-#    profile, 2026-12-01: 0.85 -> 0.68 at window 3, against 0.89 -> 0.89 for the digits). The
+#    profile, 2026-12-01: 0.81 -> 0.64 at window 3, against 0.89 -> 0.89 for the digits). The
 #    squeezing detector costs its false-positive rate (5% by construction on validation
 #    data, about that on test data). Distillation costs little clean accuracy.
 # 2. A detector learns the statistics of the perturbations it saw: FGSM's dense sign
