@@ -26,7 +26,7 @@ from labsupport.models import SimpleCNN  # noqa: E402
 from labsupport.runtime import seed_everything  # noqa: E402
 from labsupport.train import evaluate, train_standard  # noqa: E402
 
-keep_freed_memory()  # as the labs do (get_device): the science tests run twice as fast
+keep_freed_memory()  # as the labs do (get_device): large forward passes run up to 2x faster
 
 #: The budget of the science tests: training images, epochs, and test images attacked.
 SCIENCE_TRAIN = 4000

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -13,9 +14,9 @@ from labsupport import allocator
 #: threshold, like a denoiser's activations at batch 288) 30 times and prints its minor page
 #: faults. With the thresholds left alone every tensor is a fresh mmap: ~12,000 faults each.
 CHILD = """
-import resource, sys, torch
+import resource, torch
 from labsupport.allocator import keep_freed_memory
-print(keep_freed_memory(), file=sys.stderr)
+print(keep_freed_memory())
 torch.empty(12 * 2**20).fill_(1.0)  # the first one may fault in either case
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 for _ in range(30):
@@ -27,15 +28,12 @@ linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="gl
 
 
 def _faults(keep: str) -> int:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
     result = subprocess.run([sys.executable, "-c", CHILD], capture_output=True, text=True,
-                            env={**_env(), allocator.ENV: keep}, check=True)
-    return int(result.stdout.strip())
-
-
-def _env() -> dict[str, str]:
-    import os
-
-    return {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+                            env={**env, allocator.ENV: keep}, check=True)
+    applied, faults = result.stdout.split()
+    assert applied == str(keep == "1"), f"{allocator.ENV}={keep}: keep_freed_memory() -> {applied}"
+    return int(faults)
 
 
 @linux_only

@@ -173,15 +173,12 @@ def pack_submissions(released: Released) -> list[dict[str, Any]]:
         return zero_tasks(plan) | {task_of[tamper[key]] for key in ("edit", "delete")
                                    if key in tamper}
 
-    def place(tasks: set[str], *, tampering: bool = False) -> dict[str, Any]:
-        for plan in plans:
-            if not tasks & busy(plan) and not (tampering and plan["tamper"]):
-                return plan
-        plans.append({"bugs": {}, "wrappers": {}, "tamper": {}})
-        return plans[-1]
-
     for task, answer in package_wrappers(released.lab).items():
-        place({task})["wrappers"][task] = answer
+        plan = next((p for p in plans if task not in busy(p)), None)
+        if plan is None:
+            plan = {"bugs": {}, "wrappers": {}, "tamper": {}}
+            plans.append(plan)
+        plan["wrappers"][task] = answer
     for reference in demo.tamper_plans(released.source):
         # The tampering of demo.tamper_plans, moved onto tasks a submission leaves intact.
         for plan in reversed(plans):  # the last submissions break the fewest tasks
@@ -208,11 +205,12 @@ def tamper_within(points: dict[str, list[str]], free: set[str],
             return None
         plan["loop"] = tasks.pop()
     others = [cell for task in tasks for cell in points[task]]
-    edits = [key for key in ("edit", "delete") if key in keys]
-    if len(others) < len(edits):
+    if len(others) < len(keys & {"edit", "delete"}):
         return None
-    for key, cell in zip(edits, (others[0], others[-1]), strict=False):
-        plan[key] = cell
+    if "edit" in keys:
+        plan["edit"] = others[0]
+    if "delete" in keys:
+        plan["delete"] = others[-1]
     return plan
 
 
